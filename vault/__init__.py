@@ -1,0 +1,1 @@
+"""allele.vault: credentials the host uses on a plugin's behalf; plugins never see them."""
