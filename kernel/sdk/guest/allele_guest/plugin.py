@@ -58,8 +58,15 @@ class Plugin:
         self.reset()
 
     def configure(self, values: dict[str, Any]) -> None:
-        self.params = check_params(self.manifest, values, self.params)
-        self.reset()
+        """Apply new values; if they are refused, the previous ones stay in force."""
+        previous = self.params
+        self.params = check_params(self.manifest, values, previous)
+        try:
+            self.reset()
+        except Exception:
+            self.params = previous
+            self.reset()
+            raise
 
     def reset(self) -> None:
         """Rebuild all state from `self.params`."""
