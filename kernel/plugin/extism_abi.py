@@ -10,18 +10,28 @@ wall-clock timeout and the memory cap of the kind.
 
 from __future__ import annotations
 
+import itertools
 import json
+import threading
 from dataclasses import asdict, dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import extism
+from allele.kernel.domain import Event, FinalizedOrder, MarketEvent
+from extism.extism import HOST_FN_REGISTRY, ExplicitFunction, ValType
 from wasmtime import Engine, Module, WasmtimeError
 
-from allele.kernel.domain import Event, FinalizedOrder, MarketEvent
-
-from .capabilities import (EXTISM_ENV, EXTISM_EXPORTS, EXTISM_KERNEL_ALLOWED, EXTISM_USER, EXTISM_USER_FUNCTIONS,
-                           LOG_LEVELS, Capabilities, Refused)
-from .errors import PluginLoadError
+from .capabilities import (
+    EXTISM_ENV,
+    EXTISM_EXPORTS,
+    EXTISM_KERNEL_ALLOWED,
+    EXTISM_USER,
+    EXTISM_USER_FUNCTIONS,
+    LOG_LEVELS,
+    Capabilities,
+    Refused,
+)
+from .errors import CapabilityViolation, PluginLoadError
 from .limits import KindLimits
 from .port import Reported, Trapped
 
@@ -84,6 +94,68 @@ def check_kind(prepared: PreparedModule, kind: str, source: str) -> PreparedModu
     return PreparedModule(prepared.data, kind, prepared.imports, prepared.exports)
 
 
+# extism-python 1.1 dispatches every host function through its global HOST_FN_REGISTRY by an
+# index carried in the function's user data (type inference there mishandles `-> int` and
+# `-> None`). So each capability has one dispatcher, registered once per process, and each
+# instance's functions carry its key; the dispatcher finds that instance's Capabilities here.
+_CAPABILITIES: dict[int, Capabilities] = {}
+_KEYS = itertools.count(1)
+_DISPATCHERS: dict[str, bytes] = {}
+_REGISTRY_LOCK = threading.Lock()
+_I64 = ValType.I64
+_SIGNATURES: dict[str, tuple[list[ValType], list[ValType]]] = {
+    "allele_log": ([_I64, _I64], []), "allele_now_ns": ([], [_I64]),
+    "allele_fetch": ([_I64], [_I64]), "allele_sign": ([_I64], [_I64])}
+
+
+def _caps_of(key: bytes) -> Capabilities:
+    return _CAPABILITIES[int.from_bytes(key, "big")]
+
+
+def _log(plugin: Any, inputs: list[Any], outputs: list[Any], key: bytes) -> None:
+    level = inputs[0].value
+    _caps_of(key).log(LOG_LEVELS[level] if 0 <= level < len(LOG_LEVELS) else "info", plugin.input_string(inputs[1]))
+
+
+def _now_ns(plugin: Any, inputs: list[Any], outputs: list[Any], key: bytes) -> None:
+    outputs[0].value = _caps_of(key).now_ns()
+
+
+def _fetch(plugin: Any, inputs: list[Any], outputs: list[Any], key: bytes) -> None:
+    try:
+        req = json.loads(plugin.input_string(inputs[0]))
+        result = _caps_of(key).fetch(str(req.get("method", "GET")), str(req.get("url", "")),
+                                     [tuple(h) for h in req.get("headers", [])], str(req.get("body", "")))
+        answer = {"err": result.reason} if isinstance(result, Refused) else {"ok": asdict(result)}
+    except (ValueError, AttributeError, TypeError) as exc:
+        answer = {"err": f"malformed fetch request: {exc}"}
+    plugin.return_string(outputs[0], json.dumps(answer))
+
+
+def _sign(plugin: Any, inputs: list[Any], outputs: list[Any], key: bytes) -> None:
+    caps = _caps_of(key)
+    try:
+        req = json.loads(plugin.input_string(inputs[0]))
+        result = caps.sign(str(req.get("account", "")), str(req.get("algorithm", "")), str(req.get("payload", "")))
+        answer = {"err": result.reason} if isinstance(result, Refused) else {"ok": result}
+    except CapabilityViolation as exc:
+        answer = {"err": str(exc)}  # caps.violation is set: the call is failed and quarantined on return
+    except (ValueError, AttributeError, TypeError) as exc:
+        answer = {"err": f"malformed sign request: {exc}"}
+    plugin.return_string(outputs[0], json.dumps(answer))
+
+
+_HANDLERS = {"allele_log": _log, "allele_now_ns": _now_ns, "allele_fetch": _fetch, "allele_sign": _sign}
+
+
+def _dispatcher_index(name: str) -> bytes:
+    with _REGISTRY_LOCK:
+        if name not in _DISPATCHERS:
+            _DISPATCHERS[name] = len(HOST_FN_REGISTRY).to_bytes(4, "big")
+            HOST_FN_REGISTRY.append(_HANDLERS[name])
+        return _DISPATCHERS[name]
+
+
 class ExtismInstance:
     def __init__(self, prepared: PreparedModule, caps: Capabilities, limits: KindLimits) -> None:
         self._caps = caps
@@ -96,29 +168,19 @@ class ExtismInstance:
         except extism.Error as exc:
             raise Trapped(f"could not be instantiated: {exc}") from None
 
-    def _host_functions(self, kind: str) -> list[extism.Function]:
-        caps = self._caps
+    def _host_functions(self, kind: str) -> list[Any]:
+        """The kind's capabilities; before the manifest has named a kind (kind ""), all of them, so that any
+        module links: the probe instance's Capabilities grant nothing anyway."""
+        names = EXTISM_USER_FUNCTIONS[kind] if kind else frozenset().union(*EXTISM_USER_FUNCTIONS.values())
+        key = next(_KEYS)
+        _CAPABILITIES[key] = self._caps
+        self._key = key  # keeps the entry alive exactly as long as this instance
+        return [ExplicitFunction(EXTISM_USER, name, *_SIGNATURES[name], None,
+                                 [key.to_bytes(8, "big"), _dispatcher_index(name)])
+                for name in sorted(names)]
 
-        def allele_log(level: int, message: str) -> None:
-            caps.log(LOG_LEVELS[level] if 0 <= level < len(LOG_LEVELS) else "info", message)
-
-        def allele_now_ns() -> int:
-            return caps.now_ns()
-
-        def allele_fetch(req: Annotated[dict[str, Any], extism.Json]) -> Annotated[dict[str, Any], extism.Json]:
-            result = caps.fetch(str(req.get("method", "GET")), str(req.get("url", "")),
-                                [tuple(h) for h in req.get("headers", [])], str(req.get("body", "")))
-            return {"err": result.reason} if isinstance(result, Refused) else {"ok": asdict(result)}
-
-        def allele_sign(req: Annotated[dict[str, Any], extism.Json]) -> Annotated[dict[str, Any], extism.Json]:
-            result = caps.sign(str(req.get("account", "")), str(req.get("algorithm", "")),
-                               str(req.get("payload", "")))
-            return {"err": result.reason} if isinstance(result, Refused) else {"ok": result}
-
-        available = {"allele_log": allele_log, "allele_now_ns": allele_now_ns, "allele_fetch": allele_fetch,
-                     "allele_sign": allele_sign}
-        return [extism.TypeInferredFunction(EXTISM_USER, name, available[name], [])
-                for name in sorted(EXTISM_USER_FUNCTIONS[kind])]
+    def __del__(self) -> None:
+        _CAPABILITIES.pop(getattr(self, "_key", 0), None)
 
     def _call(self, name: str, payload: str = "") -> str | Reported:
         try:
@@ -130,6 +192,8 @@ class ExtismInstance:
             if any(marker in message.lower() for marker in _TRAP_MARKERS):
                 raise Trapped(f"trapped: {message.strip().splitlines()[0]}") from None
             return Reported(message)
+        if self._caps.violation:  # a host function refused a violation; the guest carried on regardless
+            raise Trapped(self._caps.violation)
         try:
             return out.decode("utf-8")
         except UnicodeDecodeError:

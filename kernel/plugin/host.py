@@ -242,7 +242,7 @@ class PluginHost:
             kind = prepared.kind
         else:
             prepared = extism_abi.prepare(self.engine, data, source)
-            kind = "strategy"  # provisional: the manifest decides, then check_kind narrows below
+            kind = ""  # the manifest decides; check_kind then narrows imports and exports to that kind
         raw = self._raw(prepared, kind, Capabilities(plugin=source, kind=kind), source)
         try:
             manifest_data = raw.manifest()
@@ -262,7 +262,7 @@ class PluginHost:
 
     def _raw(self, prepared: component.PreparedComponent | extism_abi.PreparedModule, kind: str,
              caps: Capabilities, source: str) -> RawInstance:
-        limits = self.limits.for_kind(kind)
+        limits = self.limits.for_kind(kind or "strategy")
         try:
             if isinstance(prepared, component.PreparedComponent):
                 return component.ComponentInstance(self.engine, prepared, caps, limits)

@@ -8,11 +8,17 @@
 `load_native` imports the plugin's `app.py` in this Python process with a
 stand-in host (event clock, allow-listed fetch over urllib, HMAC signing with
 test secrets), so plugin logic is unit-tested at native speed.
+
+`load_component` builds the folder (skipped when nothing changed) and runs
+the component through the real PluginHost, budgets and capabilities included:
+
+    strategy = load_component("plugins/strategies/sma_cross", home=tmp_path)
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import hmac
 import importlib.util
 import sys
@@ -22,8 +28,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-from allele.kernel.paths import GUEST_SDK_DIR
+from allele.kernel.paths import GUEST_SDK_DIR, compile_cache_dir
+from allele.kernel.plugin.host import PluginHost, PluginInstance
+from allele.kernel.plugin.limits import Limits
+from allele.kernel.sdk.build import build_plugin
+from allele.vault.signing import Signer
 
 if str(GUEST_SDK_DIR) not in sys.path:
     sys.path.insert(0, str(GUEST_SDK_DIR))
@@ -84,3 +95,19 @@ def load_native(plugin_dir: str | Path, host: NativeHost | None = None) -> Modul
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_component(plugin_dir: str | Path, *, home: Path, signer: Signer | None = None,
+                   limits: Limits | None = None, configure: dict[str, object] | None = None) -> Any:
+    """Build `plugin_dir` if needed and return a running instance through a PluginHost at `home`.
+
+    The result is a StrategyPlugin, SensorPlugin or ExchangePlugin, by the plugin's kind. Compiled
+    components are cached in `<plugin_dir>/build/cache` (or $ALLELE_COMPILE_CACHE) across test runs.
+    """
+    built = build_plugin(plugin_dir)
+    cache = compile_cache_dir(home) if "ALLELE_COMPILE_CACHE" in os.environ else built.output.parent / "cache"
+    host = PluginHost(home, signer=signer, limits=limits, cache_dir=cache)
+    instance: PluginInstance = host.instantiate(host.load(built.output))
+    if configure:
+        instance.configure(dict(configure))
+    return instance

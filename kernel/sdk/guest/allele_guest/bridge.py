@@ -97,6 +97,8 @@ def _as_result(call: Callable[[], T]) -> T:
         return call()
     except PluginError as exc:
         raise _bindings().Err(str(exc)) from None
+    except (MemoryError, RecursionError):
+        raise  # exhausted resources trap, and the host quarantines the instance
     except Exception as exc:  # a plugin bug: report it instead of trapping
         # No traceback: formatting one reads source files, which a component cannot.
         raise _bindings().Err(f"{type(exc).__name__}: {exc}") from None

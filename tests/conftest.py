@@ -1,0 +1,92 @@
+"""Shared fixtures: every plugin is built from source once per test session (skipped when
+unchanged), and compiled components are shared through one compile cache."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from allele.kernel.paths import SOURCE_ROOT, WIT_DIR
+from allele.kernel.plugin import PluginHost
+from allele.kernel.plugin.host import LoadedPlugin
+from allele.kernel.sdk.build import BuildResult, build_many, build_plugin, bundled_plugin_dirs
+from allele.vault.signing import MemorySigner
+
+BUILD = SOURCE_ROOT / "build"
+COMPILE_CACHE = BUILD / "compile-cache"
+HOSTILE = SOURCE_ROOT / "tests" / "plugins" / "hostile"
+TEST_SECRET = b"test-secret-never-leaves-the-host"
+
+os.environ["ALLELE_COMPILE_CACHE"] = str(COMPILE_CACHE)
+
+
+@dataclass(frozen=True)
+class Built:
+    """Paths of the .wasm files built for this session, by plugin folder name."""
+
+    wasm: dict[str, Path]
+
+    def __getitem__(self, name: str) -> Path:
+        return self.wasm[name]
+
+
+def _hostile_builds() -> Iterator[BuildResult]:
+    out = BUILD / "test-plugins"
+    # wasi_snoop keeps its WASI imports; the two look-alikes use their own WIT packages.
+    yield build_plugin(HOSTILE / "wasi_snoop", out / "wasi_snoop.wasm", stub_wasi=False)
+    yield build_plugin(HOSTILE / "partial_strategy", out / "partial_strategy.wasm", world="strategy",
+                       wit_dir=SOURCE_ROOT / "tests" / "plugins" / "wit" / "partial")
+    yield build_plugin(HOSTILE / "foreign_world", out / "foreign_world.wasm", world="gadget",
+                       wit_dir=SOURCE_ROOT / "tests" / "plugins" / "wit" / "foreign")
+
+
+@pytest.fixture(scope="session")
+def built() -> Built:
+    """Every bundled plugin and every hostile test plugin, built from source."""
+    assert WIT_DIR.is_dir()
+    results = build_many(bundled_plugin_dirs(), BUILD / "plugins", jobs=2)
+    regular_hostile = [d for d in sorted(HOSTILE.iterdir())
+                       if (d / "app.py").is_file() and d.name not in ("wasi_snoop", "partial_strategy",
+                                                                       "foreign_world")]
+    results += build_many(regular_hostile, BUILD / "test-plugins", jobs=2)
+    results += list(_hostile_builds())
+    return Built({r.source.name: r.output for r in results})
+
+
+@pytest.fixture
+def signer() -> MemorySigner:
+    return MemorySigner({"main": ("test-api-key", TEST_SECRET)})
+
+
+@pytest.fixture
+def make_host(tmp_path: Path, signer: MemorySigner) -> Callable[..., PluginHost]:
+    """Hosts with a throwaway home, the shared compile cache, and any other PluginHost arguments."""
+    def make(**kwargs: Any) -> PluginHost:
+        return PluginHost(tmp_path / "home", **{"signer": signer, "cache_dir": COMPILE_CACHE, **kwargs})
+
+    return make
+
+
+@pytest.fixture
+def host(make_host: Callable[..., PluginHost]) -> PluginHost:
+    """A fresh host with a throwaway home and the shared compile cache."""
+    return make_host()
+
+
+@pytest.fixture(scope="session")
+def session_host(tmp_path_factory: pytest.TempPathFactory) -> PluginHost:
+    return PluginHost(tmp_path_factory.mktemp("home"), cache_dir=COMPILE_CACHE,
+                      signer=MemorySigner({"main": ("test-api-key", TEST_SECRET)}))
+
+
+@pytest.fixture(scope="session")
+def loaded(built: Built, session_host: PluginHost) -> dict[str, LoadedPlugin]:
+    """The bundled plugins, validated once per session."""
+    return {name: session_host.load(built[name])
+            for name in ("sma_cross", "mean_reversion", "completeness_arb", "momentum_c", "realized_vol",
+                         "binance_spot") if name in built.wasm}
