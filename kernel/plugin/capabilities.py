@@ -9,12 +9,12 @@ is the only thing its host functions can reach.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import BinaryIO
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from allele.vault.signing import ALGORITHMS, Signer, UnknownAccount
 
@@ -75,7 +75,7 @@ def host_allowed(hostname: str, allowed: frozenset[str]) -> bool:
     hostname = hostname.lower().rstrip(".")
     for entry in allowed:
         entry = entry.lower()
-        if entry.startswith("*.") and hostname.endswith(entry[1:]) or hostname == entry:
+        if (entry.startswith("*.") and hostname.endswith(entry[1:])) or hostname == entry:
             return True
     return False
 
@@ -142,7 +142,7 @@ class Capabilities:
             return Refused(f"request to {url} failed: {exc}")
 
     @staticmethod
-    def _read(status: int, headers: Iterable[tuple[str, str]], stream: BinaryIO) -> HttpResult | Refused:
+    def _read(status: int, headers: Iterable[tuple[str, str]], stream: _Readable) -> HttpResult | Refused:
         data = stream.read(MAX_HTTP_BODY + 1)
         if len(data) > MAX_HTTP_BODY:
             return Refused(f"response body exceeds the {MAX_HTTP_BODY} byte cap")
@@ -163,9 +163,13 @@ class Capabilities:
         if algorithm not in ALGORITHMS:
             return Refused(f"unknown signing algorithm '{algorithm}'")
         try:
-            return self.signer.sign(account, algorithm, payload.encode())
+            return str(self.signer.sign(account, algorithm, payload.encode()))
         except UnknownAccount:
             return Refused(f"the vault holds no credentials for account '{account}'")
+
+
+class _Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -13,8 +13,7 @@ import json
 import math
 from typing import Any
 
-from allele.kernel.domain import (BatchSignal, MarketEvent, OrderUpdate, Reading, Signal, VenueEvent,
-                                  VenueRequest)
+from allele.kernel.domain import BatchSignal, MarketEvent, OrderUpdate, Reading, Signal, VenueEvent, VenueRequest
 
 from .limits import KindLimits
 
@@ -48,7 +47,7 @@ def _number(d: dict[str, Any], key: str, where: str, *, positive: bool = False, 
     v = float(v)
     if not math.isfinite(v):
         raise MalformedResult(f"{where}.{key} is {v}, not a finite number")
-    if positive and v <= 0 or nonneg and v < 0:
+    if (positive and v <= 0) or (nonneg and v < 0):
         raise MalformedResult(f"{where}.{key} = {v} must be {'positive' if positive else 'non-negative'}")
     return v
 

@@ -7,13 +7,13 @@ that instance's `Capabilities` and nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
-
-from wasmtime import Config, Engine, Store, WasmtimeError
-from wasmtime.component import Component, Func, Instance, Linker, Record, Variant
+from typing import Any
 
 from allele.kernel.domain import Event, FinalizedOrder, MarketEvent
+from wasmtime import Config, Engine, Store, WasmtimeError
+from wasmtime.component import Component, Func, Instance, Linker, Record, Variant
 
 from .cache import CompileCache
 from .capabilities import COMPONENT_EXPORTS, COMPONENT_IMPORTS, LOG_LEVELS, Capabilities, Refused, wit_name
@@ -130,7 +130,8 @@ class ComponentInstance:
         index = instance.get_export_index(self._store, iface)
         out = {}
         for name in names:
-            func = instance.get_func(self._store, instance.get_export_index(self._store, name, index))
+            func_index = instance.get_export_index(self._store, name, index)
+            func = instance.get_func(self._store, func_index) if func_index is not None else None
             assert func is not None, name  # prepare() checked the exports
             out[name] = func
         return out
@@ -207,7 +208,7 @@ class ComponentInstance:
         out = self._call("on-batch", columns, budget=budget)
         if not isinstance(out, Variant):
             raise Trapped("on-batch returned a value that is not a result")
-        return out.payload if out.tag == "ok" else Reported(str(out.payload))
+        return str(out.payload) if out.tag == "ok" else Reported(str(out.payload))
 
     def poll(self) -> Any:
         return self._result(self._call("poll"))

@@ -18,9 +18,9 @@ the component through the real PluginHost, budgets and capabilities included:
 from __future__ import annotations
 
 import hashlib
-import os
 import hmac
 import importlib.util
+import os
 import sys
 import urllib.error
 import urllib.parse
@@ -39,8 +39,8 @@ from allele.vault.signing import Signer
 if str(GUEST_SDK_DIR) not in sys.path:
     sys.path.insert(0, str(GUEST_SDK_DIR))
 
-import allele_guest  # noqa: E402  (needs the path above)
-from allele_guest.model import HttpResponse, PluginError  # noqa: E402
+import allele_guest
+from allele_guest.model import HttpResponse, PluginError
 
 
 @dataclass

@@ -8,12 +8,23 @@ first call, so a plugin module still imports natively for unit tests.
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from . import host
 from .columns import decode_batch, encode_signals
-from .model import (EVENT_KINDS, EXPOSURE, FinalizedOrder, HttpResponse, Manifest, MarketEvent, OrderUpdate,
-                    PluginError, Reading, Signal)
+from .model import (
+    EVENT_KINDS,
+    EXPOSURE,
+    FinalizedOrder,
+    HttpResponse,
+    Manifest,
+    MarketEvent,
+    OrderUpdate,
+    PluginError,
+    Reading,
+    Signal,
+)
 from .plugin import Exchange, Plugin, Sensor, Strategy
 
 T = TypeVar("T")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .model import EVENT_KINDS, EXPOSURE, UNITS, MarketEvent, PluginError, Signal
 
@@ -13,7 +14,7 @@ _OPTIONAL_COLUMNS = ("kind", "size", "bid", "ask", "bid_size", "ask_size")
 class Batch:
     """Decoded batch input: parallel columns, one entry per row."""
 
-    __slots__ = ("symbols", "sym", "_ts", "price", "kind", "size", "bid", "ask", "bid_size", "ask_size")
+    __slots__ = ("_ts", "ask", "ask_size", "bid", "bid_size", "kind", "price", "size", "sym", "symbols")
 
     def __init__(self, columns: dict[str, Any]) -> None:
         for required in ("symbols", "price"):
@@ -40,11 +41,18 @@ class Batch:
         for name, col in (("sym", self.sym), ("ts", self._ts)):
             if len(col) != n:
                 raise PluginError(f"batch column '{name}' has {len(col)} rows, 'price' has {n}")
+        optional: dict[str, list[Any] | None] = {}
         for name in _OPTIONAL_COLUMNS:
             col = columns.get(name)
             if col is not None and (not isinstance(col, list) or len(col) != n):
                 raise PluginError(f"batch column '{name}' must be a list of {n} rows")
-            setattr(self, name, col)
+            optional[name] = col
+        self.kind: list[int] | None = optional["kind"]
+        self.size: list[float] | None = optional["size"]
+        self.bid: list[float] | None = optional["bid"]
+        self.ask: list[float] | None = optional["ask"]
+        self.bid_size: list[float] | None = optional["bid_size"]
+        self.ask_size: list[float] | None = optional["ask_size"]
 
     @property
     def ts(self) -> list[int] | range:
@@ -69,7 +77,7 @@ class Batch:
         kinds = self.kind or [2] * len(self)
         symbols = self.symbols
         for row in zip(kinds, self.sym, self.ts, self.price, self.size or zero, self.bid or zero,
-                       self.ask or zero, self.bid_size or zero, self.ask_size or zero):
+                       self.ask or zero, self.bid_size or zero, self.ask_size or zero, strict=True):
             yield MarketEvent(EVENT_KINDS[row[0]], venue, symbols[row[1]], row[2], row[3], row[4], row[5], row[6],
                               row[7], row[8])
 

@@ -116,20 +116,20 @@ class Param(NamedTuple):
     description: str = ""
 
     @classmethod
-    def int(cls, name: str, default: int, min: int, max: int, step: int = 1, description: str = "") -> "Param":
+    def int(cls, name: str, default: int, min: int, max: int, step: int = 1, description: str = "") -> Param:
         return cls(name, "int", default, min, max, step, (), description)
 
     @classmethod
     def float(cls, name: str, default: float, min: float, max: float, step: float | None = None,
-              description: str = "") -> "Param":
+              description: str = "") -> Param:
         return cls(name, "float", default, min, max, step, (), description)
 
     @classmethod
-    def bool(cls, name: str, default: bool, description: str = "") -> "Param":
+    def bool(cls, name: str, default: bool, description: str = "") -> Param:
         return cls(name, "bool", default, None, None, None, (), description)
 
     @classmethod
-    def enum(cls, name: str, default: str, choices: tuple[str, ...], description: str = "") -> "Param":
+    def enum(cls, name: str, default: str, choices: tuple[str, ...], description: str = "") -> Param:
         return cls(name, "enum", default, None, None, None, tuple(choices), description)
 
 

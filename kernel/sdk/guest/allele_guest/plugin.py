@@ -45,7 +45,7 @@ def _check_value(spec: Param, value: Any) -> Any:
         value = float(value)
         if not math.isfinite(value):
             raise PluginError(f"parameter '{spec.name}' must be finite, got {value!r}")
-    if spec.min is not None and value < spec.min or spec.max is not None and value > spec.max:
+    if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
         raise PluginError(f"parameter '{spec.name}' = {value!r} is outside [{spec.min}, {spec.max}]")
     return value
 
