@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from allele.kernel.config import ConfigError, load_limits
 from allele.kernel.paths import BUNDLED_PLUGINS_DIR, SOURCE_ROOT, allele_home
 from allele.kernel.plugin.errors import PluginError, PluginLoadError
 from allele.kernel.plugin.host import LoadedPlugin, PluginHost, read_quarantine_log
@@ -88,7 +89,11 @@ def build(directory: Annotated[Path | None, typer.Argument(help="plugin folder (
 
 
 def _host(home: Path | None = None) -> PluginHost:
-    return PluginHost(home or allele_home())
+    home = home or allele_home()
+    try:
+        return PluginHost(home, limits=load_limits(home))
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _load(host: PluginHost, path: Path) -> LoadedPlugin:

@@ -97,13 +97,17 @@ def _market_record(e: MarketEvent) -> Record:
                     "size": e.size, "bid": e.bid, "ask": e.ask, "bid-size": e.bid_size, "ask-size": e.ask_size})
 
 
-def _trap_reason(exc: WasmtimeError, budget: int) -> str:
+def _trap_reason(exc: WasmtimeError, budget: int, memory_bytes: int) -> str:
     text = str(exc)
     if "all fuel consumed" in text:
         return (f"exceeded its fuel budget of {budget:,} instructions "
                 "(an endless loop, or more work than one call may do)")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     cause = next((ln for ln in reversed(lines) if "trap" in ln or "error" in ln.lower()), lines[-1] if lines else "")
+    if "unreachable" in cause:
+        # How a component's language runtime aborts: an uncaught error, or an allocation refused at the cap.
+        return (f"trapped: the guest aborted ({cause}): an uncaught error in the plugin, or memory exhausted "
+                f"at its {memory_bytes // 2**20} MiB cap")
     return f"trapped: {cause}"
 
 
@@ -173,7 +177,7 @@ class ComponentInstance:
         except WasmtimeError as exc:
             if self._caps.violation:
                 raise Trapped(self._caps.violation) from None
-            raise Trapped(_trap_reason(exc, fuel)) from None
+            raise Trapped(_trap_reason(exc, fuel, self._limits.memory_bytes)) from None
         except Exception as exc:  # a host function raised (e.g. a capability violation)
             raise Trapped(self._caps.violation or f"failed in a host call: {exc}") from None
         return result
