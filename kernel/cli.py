@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
 from allele.kernel.config import ConfigError, load_limits
 from allele.kernel.paths import BUNDLED_PLUGINS_DIR, SOURCE_ROOT, allele_home
 from allele.kernel.plugin.errors import PluginError, PluginLoadError
 from allele.kernel.plugin.host import LoadedPlugin, PluginHost, read_quarantine_log
 from allele.kernel.sdk.build import KIND_DIRS, BuildError, build_many, build_plugin, bundled_plugin_dirs
 from allele.kernel.sdk.scaffold import KINDS, scaffold
-from rich.console import Console
-from rich.table import Table
 
 app = typer.Typer(help="Allele: sandboxed WebAssembly strategies, a genetic arena, a verified order kernel.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)

@@ -7,12 +7,12 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
 from allele.kernel.domain import MarketEvent
-from allele.kernel.plugin import (KindLimits, Limits, PluginCallError, PluginHost, PluginQuarantined,
-                                  StrategyPlugin)
+from allele.kernel.plugin import KindLimits, Limits, PluginCallError, PluginHost, PluginQuarantined, StrategyPlugin
 from allele.kernel.plugin.host import read_quarantine_log
 
 BAR = MarketEvent("bar", "sim", "X", 1_700_000_000_000_000_000, 100.0)
@@ -110,7 +110,7 @@ def test_signing_outside_an_execution_is_a_violation(host: PluginHost, built, he
 
 
 class _Value(BaseHTTPRequestHandler):
-    requests: list[str] = []
+    requests: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         _Value.requests.append(self.path)

@@ -68,7 +68,7 @@ def test_check_params_coerces_and_names_the_bad_value() -> None:
         {"name": "x", "type": "float", "default": 0.5, "min": 0, "max": 1}]})
     assert check_params(m, {"n": 4.0, "x": 1}) == {"n": 4, "x": 1.0}
     assert isinstance(check_params(m, {"x": 1})["x"], float)
-    with pytest.raises(ValueError, match="'n' must be an integer, got 4.5"):
+    with pytest.raises(ValueError, match=r"'n' must be an integer, got 4\.5"):
         check_params(m, {"n": 4.5})
     with pytest.raises(ValueError, match=r"'x' = 2.0 is outside its range \[0, 1\]"):
         check_params(m, {"x": 2})

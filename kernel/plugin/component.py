@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from allele.kernel.domain import Event, FinalizedOrder, MarketEvent
 from wasmtime import Config, Engine, Store, WasmtimeError
 from wasmtime.component import Component, Func, Instance, Linker, Record, Variant
+
+from allele.kernel.domain import Event, FinalizedOrder, MarketEvent
 
 from .cache import CompileCache
 from .capabilities import COMPONENT_EXPORTS, COMPONENT_IMPORTS, LOG_LEVELS, Capabilities, Refused, wit_name

@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import extism
-from allele.kernel.domain import Event, FinalizedOrder, MarketEvent
 from extism.extism import HOST_FN_REGISTRY, ExplicitFunction, ValType
 from wasmtime import Engine, Module, WasmtimeError
+
+from allele.kernel.domain import Event, FinalizedOrder, MarketEvent
 
 from .capabilities import (
     EXTISM_ENV,

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
 from allele.kernel.domain import BatchSignal, Event, FinalizedOrder, Reading, Signal, VenueEvent, VenueRequest
 from allele.kernel.paths import allele_home, compile_cache_dir
 from allele.vault.signing import Signer
-from pydantic import ValidationError
 
 from . import checks, component, extism_abi
 from .binary import Abi, detect_abi

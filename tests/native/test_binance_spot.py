@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pytest
+
 from allele.kernel.sdk.testing import NativeHost, load_native
 from allele_guest import FinalizedOrder, MarketEvent, OrderUpdate, PluginError, VenueRequest
 

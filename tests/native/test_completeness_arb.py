@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from allele.kernel.sdk.testing import load_native
 from allele_guest import UNITS, MarketEvent, PluginError, Reading, Signal, Strategy, decode_batch, encode_signals
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from allele.kernel.sdk.testing import load_native
 from allele_guest import EXPOSURE, MarketEvent, PluginError, Reading, Strategy, decode_batch, encode_signals
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
 from allele.kernel.sdk.testing import NativeHost, load_native
 from allele_guest import PluginError, Reading
 

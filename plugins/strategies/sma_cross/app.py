@@ -12,8 +12,18 @@ from collections import deque
 from itertools import accumulate, compress, repeat
 from operator import gt, mul, ne, sub
 
-from allele_guest import (Batch, Manifest, MarketEvent, Param, PluginError, Reading, Signal, Strategy, exposure,
-                          export_strategy)
+from allele_guest import (
+    Batch,
+    Manifest,
+    MarketEvent,
+    Param,
+    PluginError,
+    Reading,
+    Signal,
+    Strategy,
+    export_strategy,
+    exposure,
+)
 
 
 class _Averages:
@@ -24,7 +34,7 @@ class _Averages:
     order), which is what lets it run without a Python-level loop per bar.
     """
 
-    __slots__ = ("sums", "count", "side")
+    __slots__ = ("count", "side", "sums")
 
     def __init__(self, slow: int) -> None:
         self.sums: deque[float] = deque([0.0], maxlen=slow + 1)
@@ -78,7 +88,7 @@ class SmaCross(Strategy):
         fast, slow = self.params["fast"], self.params["slow"]
         prices = batch.price
         out: list[tuple[int, Signal]] = []
-        for symbol, rows in zip(batch.symbols, batch.rows_by_symbol()):
+        for symbol, rows in zip(batch.symbols, batch.rows_by_symbol(), strict=True):
             st = self._state.get(symbol)
             if st is None:
                 st = self._state[symbol] = _Averages(slow)
