@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from allele.kernel.config import ConfigError, load_limits
 from allele.kernel.paths import BUNDLED_PLUGINS_DIR, SOURCE_ROOT, allele_home
@@ -29,15 +30,17 @@ from allele.kernel.sdk.scaffold import KINDS, scaffold
 
 app = typer.Typer(help="Allele: sandboxed WebAssembly strategies, a genetic arena, a verified order kernel.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-out = Console()
-err = Console(stderr=True)
+# Markup off: paths, manifests and quarantine reasons come from users and plugins, and a "[/x]" in them
+# must print as text, not be parsed as styling. Styling is applied through Text objects only.
+out = Console(markup=False, highlight=False)
+err = Console(stderr=True, markup=False, highlight=False)
 
 BUNDLED_BUILD_DIR = SOURCE_ROOT / "build" / "plugins"
 JsonFlag = Annotated[bool, typer.Option("--json", help="print machine-readable JSON instead of a table")]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(Text("error: ", style="bold red") + Text(message))
     return typer.Exit(code)
 
 
@@ -98,8 +101,10 @@ def _host(home: Path | None = None) -> PluginHost:
 
 
 def _load(host: PluginHost, path: Path) -> LoadedPlugin:
-    if not path.is_file():
+    if not path.exists():
         raise _fail(f"{path} does not exist")
+    if not path.is_file():
+        raise _fail(f"{path} is not a file: give the path of a plugin .wasm")
     try:
         with out.status(f"loading {path.name} (the first load of a component compiles it: ~10 s)"):
             return host.load(path)
@@ -124,7 +129,7 @@ def inspect(wasm: Annotated[Path, typer.Argument(help="a plugin .wasm")], as_jso
                        ("sensor inputs", ", ".join(m.sensor_inputs) or "-"),
                        ("allowed hosts", ", ".join(m.allowed_hosts) or "-"), ("proof", m.proof or "-"),
                        ("imports", "\n".join(info["imports"]) or "-"), ("exports", "\n".join(info["exports"]))):
-        table.add_row(f"[bold]{key}[/]", str(value))
+        table.add_row(Text(key, style="bold"), str(value))
     out.print(table)
     if m.parameters:
         params = Table("parameter", "type", "default", "min", "max", "step", "choices", title="genome")

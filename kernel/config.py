@@ -41,4 +41,4 @@ def load_limits(home: Path) -> Limits:
     try:
         return Limits.model_validate(table)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: [plugins.limits] {describe_validation_error(exc)}") from None
+        raise ConfigError(f"{path}: [plugins.limits]: {describe_validation_error(exc)}") from None

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import pytest
 
-from allele.kernel.domain import MarketEvent
+from allele.kernel.domain import FinalizedOrder, MarketEvent
 from allele.kernel.plugin import KindLimits, Limits, PluginCallError, PluginHost, PluginQuarantined, StrategyPlugin
 from allele.kernel.plugin.host import read_quarantine_log
 
@@ -144,3 +144,23 @@ def test_sensor_cannot_reach_hosts_outside_its_allow_list(host: PluginHost, buil
     assert _Value.requests == ["/value", "/value"]  # only the allowed request arrived
     assert "refused a request to 'exfil.example.com'" in caplog.text
     assert nosy.quarantine_reason is None  # a refusal is an answer, not a crime
+
+
+def test_order_requests_may_only_go_to_declared_hosts(host: PluginHost, built, healthy: StrategyPlugin) -> None:
+    leaky = host.exchange(host.load(built["leaky_exchange"]))
+    order = FinalizedOrder("c1", "BTC-USDT", "buy", "limit", 1.0, 100.0, "gtc", 1, 2)
+    with pytest.raises(PluginCallError) as info:
+        leaky.encode_order(order, "main")
+    assert info.value.quarantined
+    assert "https://collector.example.net/keys" in info.value.reason and "allowed_hosts" in info.value.reason
+    assert_still_serving(healthy)
+
+
+@pytest.mark.parametrize("name", ["sma_cross", "momentum_c"])  # a component and an Extism plugin
+def test_events_with_non_finite_numbers_are_refused_before_the_plugin(host: PluginHost, built, name: str) -> None:
+    strategy = host.strategy(host.load(built[name]))
+    bad = MarketEvent("bar", "sim", "X", 1, float("nan"))
+    with pytest.raises(PluginCallError, match="has price = nan; events with non-finite numbers are not passed") as info:
+        strategy.on_event(bad)
+    assert not info.value.quarantined and strategy.quarantine_reason is None
+    assert strategy.on_event(MarketEvent("bar", "sim", "X", 2, 100.0)) == []

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+import urllib.parse
 from typing import Any
 
 from allele.kernel.domain import BatchSignal, MarketEvent, OrderUpdate, Reading, Signal, VenueEvent, VenueRequest
 
+from .capabilities import host_allowed
 from .limits import KindLimits
 
 MAX_SYMBOL_CHARS = 64
@@ -65,6 +67,17 @@ def _count(items: Any, what: str, limits: KindLimits) -> list[Any]:
     if len(items) > limits.max_items:
         raise MalformedResult(f"returned {len(items)} {what}; the limit for one call is {limits.max_items}")
     return items
+
+
+def event_for_plugin(event: MarketEvent | Reading) -> None:
+    """Refuse to hand a plugin an event with non-finite numbers: bad data is the feed's fault, and
+    must not reach (or quarantine) a plugin. Raises ValueError naming the field."""
+    names = ("price", "size", "bid", "ask", "bid_size", "ask_size") if isinstance(event, MarketEvent) else ("value",)
+    for name in names:
+        value = getattr(event, name)
+        if not math.isfinite(value):
+            raise ValueError(f"event for {event.symbol or '(no symbol)'} has {name} = {value}; "
+                             "events with non-finite numbers are not passed to plugins")
 
 
 def signal(d: dict[str, Any], where: str = "signal") -> Signal:
@@ -173,13 +186,18 @@ def venue_events(items: Any, limits: KindLimits) -> list[VenueEvent]:
     return out
 
 
-def venue_request(d: Any) -> VenueRequest:
+def venue_request(d: Any, allowed_hosts: frozenset[str]) -> VenueRequest:
     if not isinstance(d, dict):
         raise MalformedResult(f"encode-order must return a request, got {type(d).__name__}")
     method = _text(d, "method", "request", required=True, limit=8).upper()
     if method not in ("GET", "POST", "PUT", "DELETE"):
         raise MalformedResult(f"request.method '{method}' is not one of GET, POST, PUT, DELETE")
     url = _text(d, "url", "request", required=True, limit=8192)
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("https", "http") or not host_allowed(parts.hostname or "", allowed_hosts):
+        # The host puts the account's API key into this request: it may only go where the manifest says.
+        raise MalformedResult(f"request.url {url[:200]!r} is not an http(s) URL on one of the plugin's "
+                              f"allowed_hosts {sorted(allowed_hosts)}")
     headers = d.get("headers", [])
     if not isinstance(headers, list) or not all(
             isinstance(h, (list, tuple)) and len(h) == 2 and all(isinstance(x, str) for x in h) for h in headers):

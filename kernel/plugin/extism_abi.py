@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import extism
-from extism.extism import HOST_FN_REGISTRY, ExplicitFunction, ValType
+from extism.extism import HOST_FN_REGISTRY, ExplicitFunction, ValType, _ffi, _lib
 from wasmtime import Engine, Module, WasmtimeError
 
 from allele.kernel.domain import Event, FinalizedOrder, MarketEvent
@@ -37,9 +37,6 @@ from .limits import KindLimits
 from .port import Reported, Trapped
 
 _PAGE = 65536
-# Extism reports both plugin errors and traps as extism.Error; these mark traps.
-_TRAP_MARKERS = ("wasm backtrace", "wasm trap", "timeout", "timed out", "out of fuel", "unreachable",
-                 "memory", "call stack exhausted")
 
 
 @dataclass(frozen=True)
@@ -184,17 +181,22 @@ class ExtismInstance:
         _CAPABILITIES.pop(getattr(self, "_key", 0), None)
 
     def _call(self, name: str, payload: str = "") -> str | Reported:
-        try:
-            out: bytes = self._plugin.call(name, payload)
-        except extism.Error as exc:
-            message = str(exc)
-            if self._caps.violation:
-                raise Trapped(self._caps.violation) from None
-            if any(marker in message.lower() for marker in _TRAP_MARKERS):
-                raise Trapped(f"trapped: {message.strip().splitlines()[0]}") from None
-            return Reported(message)
-        if self._caps.violation:  # a host function refused a violation; the guest carried on regardless
+        # The raw call, for its return code: extism-python folds it into one exception type, but the code
+        # is what separates the plugin's own error (error_set, return 1) from a trap or timeout (-1).
+        # Judging by the message text instead would let a plugin's error that mentions "memory" pass as a trap.
+        data = payload.encode()
+        handle = self._plugin.plugin
+        rc = _lib.extism_plugin_call(handle, name.encode(), data, len(data))
+        if self._caps.violation:  # a host function refused a violation; whatever the guest did next is moot
             raise Trapped(self._caps.violation)
+        if rc != 0:
+            err = _lib.extism_plugin_error(handle)
+            message = _ffi.string(err).decode("utf-8", "replace") if err != _ffi.NULL else f"error code {rc}"
+            if rc < 0:
+                first = message.strip().splitlines()[0] if message.strip() else f"error code {rc}"
+                raise Trapped(f"trapped: {first}")
+            return Reported(message)
+        out = bytes(_ffi.buffer(_lib.extism_plugin_output_data(handle), _lib.extism_plugin_output_length(handle)))
         try:
             return out.decode("utf-8")
         except UnicodeDecodeError:
@@ -226,7 +228,7 @@ class ExtismInstance:
 
     def on_event(self, event: Event) -> Any:
         tag = "market" if isinstance(event, MarketEvent) else "reading"
-        out = self._json("on_event", json.dumps({tag: asdict(event)}))
+        out = self._json("on_event", json.dumps({tag: asdict(event)}, allow_nan=False))
         if isinstance(out, Reported):
             raise Trapped(f"on_event failed: {out.message}")  # on-event has no error case in the contract
         return out

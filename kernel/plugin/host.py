@@ -139,6 +139,11 @@ class StrategyPlugin(PluginInstance):
 
     def on_event(self, event: Event) -> list[Signal]:
         """Signals for one event (the live path). The event-time clock reads the event's timestamp."""
+        try:
+            checks.event_for_plugin(event)
+        except ValueError as exc:
+            raise PluginCallError(self.instance_id, "on-event", str(exc), quarantined=False) from None
+
         def call() -> list[Signal]:
             self._caps.event_time_ns = event.ts_ns
             return checks.signals(self._raw.on_event(event), self.limits)
@@ -205,7 +210,7 @@ class ExchangePlugin(PluginInstance):
                 out = self._raw.encode_order(order, account)
             finally:
                 self._caps.executing_order = False
-            return out if isinstance(out, Reported) else checks.venue_request(out)
+            return out if isinstance(out, Reported) else checks.venue_request(out, self._caps.allowed_hosts)
 
         return self._guard("encode-order", call)
 

@@ -16,9 +16,10 @@ PluginKind = Literal["strategy", "sensor", "exchange"]
 ParamType = Literal["int", "float", "bool", "enum"]
 ParamValue = int | float | bool | str
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_VERSION = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
-_HOST = re.compile(r"^(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
+# Used with fullmatch: `$` would also accept a trailing newline.
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_VERSION = re.compile(r"\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?")
+_HOST = re.compile(r"(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
 
 
 class ParamSpec(BaseModel):
@@ -38,7 +39,7 @@ class ParamSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
+        if not _NAME.fullmatch(v):
             raise ValueError(f"'{v}' is not a parameter name (lowercase letters, digits, _; starting with a letter)")
         return v
 
@@ -92,14 +93,14 @@ class Manifest(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
+        if not _NAME.fullmatch(v):
             raise ValueError(f"'{v}' is not a plugin name (lowercase letters, digits, _; starting with a letter)")
         return v
 
     @field_validator("version")
     @classmethod
     def _version(cls, v: str) -> str:
-        if not _VERSION.match(v):
+        if not _VERSION.fullmatch(v):
             raise ValueError(f"'{v}' is not a semantic version like 1.2.3")
         return v
 
@@ -107,7 +108,7 @@ class Manifest(BaseModel):
     @classmethod
     def _hosts(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for host in v:
-            if not _HOST.match(host):
+            if not _HOST.fullmatch(host):
                 raise ValueError(f"'{host}' is not a host name (no scheme, port or path; '*.' prefix allowed)")
         return v
 

@@ -122,12 +122,12 @@ def build_plugin(src: str | Path, output: str | Path | None = None, *, stub_wasi
     stamp = _stamp(out)
     if not force and out.is_file() and stamp.is_file() and stamp.read_text() == inputs:
         return BuildResult(src, out, kind, language, skipped=True, seconds=0.0)
-    out.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    if language == "python" and not _uses_raw_bindings(src):
+        say(f"{src.name}: checking that app.py imports")
+        _check_native_import(src)
+    out.parent.mkdir(parents=True, exist_ok=True)
     if language == "python":
-        if not _uses_raw_bindings(src):
-            say(f"{src.name}: checking that app.py imports")
-            _check_native_import(src)
         say(f"{src.name}: componentizing for the {kind} world (about 10 s)")
         cmd = [_componentize_py(), "-d", str(wit_dir), "-w", kind, "componentize",
                *(["--stub-wasi"] if stub_wasi else []), "-p", str(src), "-p", str(GUEST_SDK_DIR), "app",

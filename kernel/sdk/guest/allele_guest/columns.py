@@ -33,20 +33,21 @@ class Batch:
             self._ts = ts
         else:
             raise PluginError("batch column 'ts' is missing, or neither a list nor {\"start\", \"step\"}")
-        if "sym" not in columns and len(self.symbols) == 1:
-            columns["sym"] = [0] * n  # one symbol: the column may be left out
-        if not isinstance(columns.get("sym"), list):
+        sym = columns.get("sym")
+        if sym is None and len(self.symbols) == 1:
+            sym = [0] * n  # one symbol: the column may be left out
+        if not isinstance(sym, list):
             raise PluginError("batch column 'sym' is missing or not a list (it may be left out only with one symbol)")
-        self.sym: list[int] = columns["sym"]
+        self.sym: list[int] = sym
         for name, col in (("sym", self.sym), ("ts", self._ts)):
             if len(col) != n:
                 raise PluginError(f"batch column '{name}' has {len(col)} rows, 'price' has {n}")
         optional: dict[str, list[Any] | None] = {}
         for name in _OPTIONAL_COLUMNS:
-            col = columns.get(name)
-            if col is not None and (not isinstance(col, list) or len(col) != n):
+            column = columns.get(name)
+            if column is not None and (not isinstance(column, list) or len(column) != n):
                 raise PluginError(f"batch column '{name}' must be a list of {n} rows")
-            optional[name] = col
+            optional[name] = column
         self.kind: list[int] | None = optional["kind"]
         self.size: list[float] | None = optional["size"]
         self.bid: list[float] | None = optional["bid"]
