@@ -12,7 +12,10 @@ class KindLimits(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     call_fuel: int = Field(2_000_000_000, gt=0, description="fuel per ordinary call (~1 s of guest Python)")
-    batch_fuel_per_row: int = Field(40_000, gt=0, description="extra fuel per input row of a batch call")
+    # Measured per batch row: sma_cross ~11k, mean_reversion ~18k, completeness_arb (the SDK's replay of
+    # on_event) ~47k. 250k leaves 5x headroom; the price is that a looping plugin given 1M rows burns
+    # ~2.5e11 fuel (about a minute, off the event loop) before it is stopped.
+    batch_fuel_per_row: int = Field(250_000, gt=0, description="extra fuel per input row of a batch call")
     memory_bytes: int = Field(512 * 2**20, gt=0, description="cap on the instance's linear memory")
     max_result_bytes: int = Field(64 * 2**20, gt=0, description="largest string a call may return")
     max_items: int = Field(10_000, gt=0, description="most signals/readings/events one ordinary call may return")
