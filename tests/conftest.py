@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from klines_venue import Venue
 
 from allele.kernel.paths import SOURCE_ROOT, WIT_DIR
 from allele.kernel.plugin import PluginHost
@@ -56,6 +57,15 @@ def built() -> Built:
     results += build_many(regular_hostile, BUILD / "test-plugins", jobs=2)
     results += list(_hostile_builds())
     return Built({r.source.name: r.output for r in results})
+
+
+@pytest.fixture
+def venue() -> Iterator[Venue]:
+    """A klines endpoint on 127.0.0.1 (see klines_venue.py)."""
+    v = Venue()
+    v.start()
+    yield v
+    v.stop()
 
 
 @pytest.fixture

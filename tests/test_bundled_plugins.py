@@ -14,14 +14,12 @@ import json
 import logging
 import math
 import random
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 import pytest
 from conftest import TEST_SECRET
+from klines_venue import MINUTE_MS, T0_MS, Venue, klines
 
 from allele.kernel.domain import BatchSignal, FinalizedOrder, MarketEvent, OrderUpdate, Reading, Signal, VenueRequest
 from allele.kernel.paths import SOURCE_ROOT
@@ -400,57 +398,6 @@ async def test_on_batch_async_leaves_the_event_loop_running(host: PluginHost, bu
 
 
 # -- realized_vol ----------------------------------------------------------------------------------------------
-
-T0_MS = 1_700_000_000_000
-MINUTE_MS = 60_000
-
-
-def klines(closes: list[float]) -> list[list[Any]]:
-    rows = []
-    for i, c in enumerate(closes):
-        open_ms = T0_MS + i * MINUTE_MS
-        rows.append([open_ms, f"{c:.8f}", f"{c * 1.001:.8f}", f"{c * 0.999:.8f}", f"{c:.8f}", "12.5",
-                     open_ms + MINUTE_MS - 1, "500000.0", 42, "6.0", "250000.0", "0"])
-    return rows
-
-
-class Venue:
-    """A klines endpoint on 127.0.0.1 whose answer each test sets."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.body = "[]"
-        self.requests: list[tuple[str, dict[str, list[str]]]] = []
-        venue = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                url = urlsplit(self.path)
-                venue.requests.append((url.path, parse_qs(url.query)))
-                data = venue.body.encode()
-                self.send_response(venue.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-
-@pytest.fixture
-def venue() -> Iterator[Venue]:
-    v = Venue()
-    v.thread.start()
-    yield v
-    v.server.shutdown()
-    v.server.server_close()
-    v.thread.join(timeout=5)
-
 
 def sensor(host: PluginHost, built, venue: Venue, **params: Any) -> SensorPlugin:
     s = host.sensor(host.load(built["realized_vol"]))

@@ -22,6 +22,12 @@ _VERSION = re.compile(r"\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?")
 _HOST = re.compile(r"(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
 
 
+def _check_name(v: str, what: str) -> str:
+    if not _NAME.fullmatch(v):
+        raise ValueError(f"{v!r} is not a {what} name (lowercase letters, digits, _; starting with a letter)")
+    return v
+
+
 class ParamSpec(BaseModel):
     """One tunable parameter: a gene of the organism's genome."""
 
@@ -39,9 +45,7 @@ class ParamSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.fullmatch(v):
-            raise ValueError(f"'{v}' is not a parameter name (lowercase letters, digits, _; starting with a letter)")
-        return v
+        return _check_name(v, "parameter")
 
     @model_validator(mode="after")
     def _consistent(self) -> ParamSpec:
@@ -93,9 +97,7 @@ class Manifest(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.fullmatch(v):
-            raise ValueError(f"'{v}' is not a plugin name (lowercase letters, digits, _; starting with a letter)")
-        return v
+        return _check_name(v, "plugin")
 
     @field_validator("version")
     @classmethod
