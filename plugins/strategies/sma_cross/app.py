@@ -9,8 +9,8 @@ docs/strategies/sma_cross.md.
 from __future__ import annotations
 
 from collections import deque
-from itertools import accumulate, compress, repeat
-from operator import gt, mul, ne, sub
+from itertools import accumulate, islice, repeat
+from operator import gt, lt, mul, sub
 
 from allele_guest import (
     Batch,
@@ -24,6 +24,15 @@ from allele_guest import (
     export_strategy,
     exposure,
 )
+
+_NEVER = 1 << 62  # "no such row"
+
+
+def _first_true(flags: list[bool], start: int) -> int:
+    try:
+        return flags.index(True, start)
+    except ValueError:
+        return _NEVER
 
 
 class _Averages:
@@ -68,8 +77,11 @@ class SmaCross(Strategy):
         st.count += 1
         if st.count < slow:
             return 0
-        diff = (total - sums[-1 - fast]) * slow - (total - sums[-1 - slow]) * fast  # sign of fast avg - slow avg
-        side = 1 if diff > 0 else -1 if diff < 0 else st.side
+        # fast avg vs slow avg, as fast_sum * (slow / fast) vs slow_sum: one multiplication per bar, which
+        # matters in the batch path, where every float created costs ~0.25 µs inside wasm.
+        scaled_fast = (total - sums[-1 - fast]) * (slow / fast)
+        slow_sum = total - sums[-1 - slow]
+        side = 1 if scaled_fast > slow_sum else -1 if scaled_fast < slow_sum else st.side
         if side != st.side:
             st.side = side
             return side
@@ -93,26 +105,31 @@ class SmaCross(Strategy):
             if st is None:
                 st = self._state[symbol] = _Averages(slow)
             own = prices if len(batch.symbols) == 1 else [prices[r] for r in rows]
-            history = list(st.sums)
-            sums = history + list(accumulate(own, initial=history[-1]))[1:]
-            start = max(0, slow - len(history))  # first new price with a full slow window
-            first = len(history) + start
-            diffs = list(map(sub,
-                             map(mul, map(sub, sums[first:], sums[first - fast:len(sums) - fast]), repeat(slow)),
-                             map(mul, map(sub, sums[first:], sums[first - slow:len(sums) - slow]), repeat(fast))))
-            nonzero = list(compress(range(len(diffs)), diffs))  # diff == 0 keeps the side
-            up = list(map(gt, compress(diffs, diffs), repeat(0.0)))
-            side = st.side
-            changes = list(compress(range(1, len(up)), map(ne, up[1:], up[:-1])))
-            if up and (side == 0 or (side > 0) != up[0]):
-                changes.insert(0, 0)
+            sums = list(st.sums)
+            kept = len(sums)
+            sums.extend(islice(accumulate(own, initial=sums[-1]), 1, None))
+            start = max(0, slow - kept)  # first new price with a full slow window
+            first = kept + start
+            newest = sums[first:]
+            scaled_fast = list(map(mul, map(sub, newest, sums[first - fast:len(sums) - fast]), repeat(slow / fast)))
+            slow_sums = list(map(sub, newest, sums[first - slow:len(sums) - slow]))
+            above = list(map(gt, scaled_fast, slow_sums))
+            below = list(map(lt, scaled_fast, slow_sums))  # neither: equal averages keep the side
+            # Find each change of side with list.index: a C-level scan that creates no objects, so the
+            # Python loop runs once per change (a few % of bars), not once per bar.
             long_sig = exposure(symbol, 1, "fast above slow")
             short_sig = exposure(symbol, -1, "fast below slow")
-            for c in changes:
-                out.append((rows[start + nonzero[c]], long_sig if up[c] else short_sig))
-            if up:
-                side = 1 if up[-1] else -1
-            st.sums.extend(sums[len(history):])
+            side = st.side
+            at = 0
+            while True:
+                nxt = _first_true(below, at) if side == 1 else _first_true(above, at) if side == -1 else \
+                    min(_first_true(above, at), _first_true(below, at))
+                if nxt == _NEVER:
+                    break
+                side = 1 if above[nxt] else -1
+                out.append((rows[start + nxt], long_sig if side == 1 else short_sig))
+                at = nxt + 1
+            st.sums.extend(islice(sums, kept, None))
             st.count += len(own)
             st.side = side
         if len(batch.symbols) > 1:
