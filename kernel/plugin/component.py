@@ -17,7 +17,16 @@ from wasmtime.component import Component, Func, Instance, Linker, Record, Varian
 from allele.kernel.domain import Event, FinalizedOrder, MarketEvent
 
 from .cache import CompileCache
-from .capabilities import COMPONENT_EXPORTS, COMPONENT_IMPORTS, LOG_LEVELS, Capabilities, Refused, wit_name
+from .capabilities import (
+    COMPONENT_EXPORTS,
+    COMPONENT_IMPORTS,
+    LOG_LEVELS,
+    WIT_PACKAGE,
+    WIT_VERSION,
+    Capabilities,
+    Refused,
+    wit_name,
+)
 from .errors import PluginLoadError
 from .limits import KindLimits
 from .port import Reported, Trapped
@@ -55,7 +64,7 @@ def prepare(engine: Engine, cache: CompileCache, data: bytes, sha256: str, sourc
     if kind is None:
         ours = [n for n in export_names if n.startswith("allele:plugin/")]
         hint = (f"it was built for another version of the WIT package ({', '.join(ours)}); this host speaks "
-                f"allele:plugin@0.1.0" if ours else
+                f"{WIT_PACKAGE}@{WIT_VERSION}" if ours else
                 "build it against wit/ with world strategy, sensor or exchange")
         raise PluginLoadError(source, f"is not a component of a known Allele world: it exports "
                                       f"{', '.join(export_names) or 'nothing'}", hint)
@@ -69,7 +78,7 @@ def prepare(engine: Engine, cache: CompileCache, data: bytes, sha256: str, sourc
     import_names = tuple(sorted(ctype.imports(engine)))
     for name in import_names:
         if name not in COMPONENT_IMPORTS[kind]:
-            allowed = ", ".join(sorted(i for i in COMPONENT_IMPORTS[kind] if not i.endswith("/types@0.1.0")))
+            allowed = ", ".join(sorted(i for i in COMPONENT_IMPORTS[kind] if i != wit_name("types")))
             hint = ("strategies and other plugins get no WASI: build with `allele build` (it stubs WASI out)"
                     if name.startswith("wasi:") else f"a {kind} may import only {allowed}")
             raise PluginLoadError(source, f"imports '{name}', which a {kind} plugin may not use", hint)

@@ -37,7 +37,7 @@ from allele.vault.signing import Signer
 from . import checks, component, extism_abi
 from .binary import Abi, detect_abi
 from .cache import CompileCache
-from .capabilities import Capabilities
+from .capabilities import WIT_PACKAGE, WIT_VERSION, Capabilities
 from .errors import PluginCallError, PluginLoadError, PluginQuarantined
 from .limits import KindLimits, Limits
 from .manifest import Manifest, ParamValue, check_params, describe_validation_error
@@ -67,8 +67,9 @@ class LoadedPlugin:
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready description (used by `allele inspect --json`)."""
+        world = f"{WIT_PACKAGE}/{self.kind}@{WIT_VERSION}" if self.abi == "component" else None
         return {"source": self.source, "sha256": self.sha256, "size": self.size, "abi": self.abi,
-                "kind": self.kind, "world": f"allele:plugin/{self.kind}@0.1.0" if self.abi == "component" else None,
+                "kind": self.kind, "world": world,
                 "manifest": self.manifest.model_dump(mode="json"), "imports": list(self.imports),
                 "exports": list(self.exports)}
 
@@ -103,9 +104,9 @@ class PluginInstance:
         return self.loaded.name
 
     def _guard(self, call: str, fn: Callable[[], T | Reported]) -> T:
-        if self.quarantine_reason is not None:
-            raise PluginQuarantined(self.instance_id, self.quarantine_reason)
-        with self._lock:
+        with self._lock:  # the check inside: a call queued behind the one that quarantined must not run
+            if self.quarantine_reason is not None:
+                raise PluginQuarantined(self.instance_id, self.quarantine_reason)
             try:
                 out = fn()
             except Trapped as exc:
