@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from klines_venue import Venue
 
 from allele.kernel.paths import SOURCE_ROOT, WIT_DIR
@@ -24,6 +25,11 @@ HOSTILE = SOURCE_ROOT / "tests" / "plugins" / "hostile"
 TEST_SECRET = b"test-secret-never-leaves-the-host"
 
 os.environ["ALLELE_COMPILE_CACHE"] = str(COMPILE_CACHE)
+
+# No per-example deadline (that would be a wall-clock assertion on a shared machine), and the same
+# examples on every run, so a CI failure reproduces locally.
+settings.register_profile("allele", deadline=None, derandomize=True, print_blob=True)
+settings.load_profile("allele")
 
 
 @dataclass(frozen=True)
