@@ -1,0 +1,1 @@
+"""allele.kernel.risk: the risk gate every signal passes before it can become an order."""
