@@ -1,0 +1,172 @@
+"""The ledger's SQL schema, as one ordered list of versioned migrations.
+
+Contract: `MIGRATIONS[i]` has version `i + 1`. `schema_version` holds the versions applied;
+`apply_migrations` runs, each in its own transaction, only those not yet recorded, so
+applying them any number of times is the same as applying them once. A migration is never
+edited once released: a change is a new entry at the end.
+
+Numbers (quantities, prices, fees, cash, P&L) are stored as TEXT holding a canonical
+`decimal.Decimal` string and computed on in Python with `Decimal`: REAL would make a
+position rebuilt from fills differ from the incrementally maintained one by rounding, and
+the crash-recovery check compares them exactly. Timestamps are INTEGER nanoseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiosqlite
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "initial ledger",
+        (
+            """CREATE TABLE organisms (
+                id TEXT PRIMARY KEY,
+                spec TEXT NOT NULL,            -- JSON
+                status TEXT NOT NULL,
+                created_ns INTEGER NOT NULL,
+                updated_ns INTEGER NOT NULL
+            )""",
+            """CREATE TABLE orders (
+                client_order_id TEXT PRIMARY KEY,
+                organism TEXT NOT NULL,
+                symbol TEXT NOT NULL,
+                side TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+                type TEXT NOT NULL CHECK (type IN ('market', 'limit')),
+                quantity TEXT NOT NULL,
+                limit_price TEXT,
+                tif TEXT NOT NULL,
+                ts_ns INTEGER NOT NULL,
+                deadline_ns INTEGER NOT NULL,
+                currency TEXT NOT NULL,        -- the cash a fill moves
+                status TEXT NOT NULL,
+                filled_quantity TEXT NOT NULL DEFAULT '0',
+                venue_order_id TEXT NOT NULL DEFAULT '',
+                created_ns INTEGER NOT NULL,
+                updated_ns INTEGER NOT NULL
+            )""",
+            "CREATE INDEX orders_status ON orders (status)",
+            "CREATE INDEX orders_organism ON orders (organism)",
+            """CREATE TABLE order_events (
+                client_order_id TEXT NOT NULL REFERENCES orders (client_order_id),
+                seq INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                venue_order_id TEXT NOT NULL,
+                fill_quantity TEXT NOT NULL,
+                fill_price TEXT NOT NULL,
+                fee TEXT NOT NULL,
+                fee_currency TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                ts_ns INTEGER NOT NULL,
+                recorded_ns INTEGER NOT NULL,
+                PRIMARY KEY (client_order_id, seq)
+            )""",
+            # Append-only: history is evidence; a correction is a new event.
+            """CREATE TRIGGER order_events_no_update BEFORE UPDATE ON order_events
+               BEGIN SELECT RAISE(ABORT, 'order_events is append-only'); END""",
+            """CREATE TRIGGER order_events_no_delete BEFORE DELETE ON order_events
+               BEGIN SELECT RAISE(ABORT, 'order_events is append-only'); END""",
+            """CREATE TABLE fills (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,  -- application order, replayed by rebuild
+                client_order_id TEXT NOT NULL REFERENCES orders (client_order_id),
+                fill_id TEXT NOT NULL,
+                organism TEXT NOT NULL,
+                symbol TEXT NOT NULL,
+                side TEXT NOT NULL,
+                quantity TEXT NOT NULL,
+                price TEXT NOT NULL,
+                fee TEXT NOT NULL,
+                fee_currency TEXT NOT NULL,
+                ts_ns INTEGER NOT NULL,
+                UNIQUE (client_order_id, fill_id)  -- a replayed fill is not applied twice
+            )""",
+            "CREATE INDEX fills_organism_symbol ON fills (organism, symbol)",
+            """CREATE TABLE positions (
+                organism TEXT NOT NULL,
+                symbol TEXT NOT NULL,
+                quantity TEXT NOT NULL,        -- signed: negative is short
+                avg_price TEXT NOT NULL,
+                realized_pnl TEXT NOT NULL,
+                updated_ns INTEGER NOT NULL,
+                PRIMARY KEY (organism, symbol)
+            )""",
+            """CREATE TABLE cash (
+                organism TEXT NOT NULL,
+                currency TEXT NOT NULL,
+                amount TEXT NOT NULL,
+                updated_ns INTEGER NOT NULL,
+                PRIMARY KEY (organism, currency)
+            )""",
+            """CREATE TABLE risk_decisions (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                ts_ns INTEGER NOT NULL,
+                organism TEXT NOT NULL,
+                symbol TEXT NOT NULL,
+                client_order_id TEXT,
+                accepted INTEGER NOT NULL CHECK (accepted IN (0, 1)),
+                rule TEXT NOT NULL,
+                reason TEXT NOT NULL
+            )""",
+            """CREATE TABLE plugins (
+                sha256 TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                version TEXT NOT NULL,
+                path TEXT NOT NULL,
+                deployed_ns INTEGER NOT NULL
+            )""",
+            """CREATE TABLE audit_log (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                ts_ns INTEGER NOT NULL,
+                actor TEXT NOT NULL,
+                action TEXT NOT NULL,
+                details TEXT NOT NULL          -- JSON
+            )""",
+        ),
+    ),
+)
+
+
+async def current_version(db: aiosqlite.Connection) -> int:
+    """The highest applied migration version (0 for an empty database)."""
+    await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_ns INTEGER)")
+    async with db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def apply_migrations(db: aiosqlite.Connection, now_ns: int) -> list[int]:
+    """Apply the migrations not yet recorded; returns the versions applied now.
+
+    `db` must be in autocommit mode (isolation_level=None): each migration runs in its own
+    BEGIN IMMEDIATE transaction together with its schema_version row, so a crash mid-way
+    leaves either all of a migration or none of it.
+    """
+    applied: list[int] = []
+    for migration in MIGRATIONS:
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            if await current_version(db) >= migration.version:
+                await db.execute("ROLLBACK")
+                continue
+            for statement in migration.statements:
+                await db.execute(statement)
+            await db.execute(
+                "INSERT INTO schema_version (version, applied_ns) VALUES (?, ?)", (migration.version, now_ns)
+            )
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        applied.append(migration.version)
+    return applied
