@@ -21,10 +21,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from allele.kernel.config import ConfigError, load_limits
+from allele.kernel.config import ConfigError
 from allele.kernel.paths import BUNDLED_PLUGINS_DIR, SOURCE_ROOT, allele_home
 from allele.kernel.plugin.errors import PluginError, PluginLoadError
 from allele.kernel.plugin.host import LoadedPlugin, PluginHost, read_quarantine_log
+from allele.kernel.plugin.limits import load_limits
 from allele.kernel.sdk.build import KIND_DIRS, BuildError, build_many, build_plugin, bundled_plugin_dirs
 from allele.kernel.sdk.scaffold import KINDS, scaffold
 

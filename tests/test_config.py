@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from allele.kernel.config import ConfigError, load_limits
+from allele.kernel.config import ConfigError
+from allele.kernel.plugin.limits import load_limits
 
 
 def test_missing_file_means_defaults(tmp_path: Path) -> None:

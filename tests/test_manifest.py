@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from allele.kernel.plugin.manifest import Manifest, ParamSpec, check_params, describe_validation_error
+from allele.kernel.config import describe_validation_error
+from allele.kernel.plugin.manifest import Manifest, ParamSpec, check_params
 
 BASE: dict[str, Any] = {"name": "demo", "version": "0.1.0", "kind": "strategy", "author": "a", "description": "d",
                         "proof": "docs/strategies/demo.md"}

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from allele.kernel.config import describe_validation_error
 from allele.kernel.domain import BatchSignal, Event, FinalizedOrder, Reading, Signal, VenueEvent, VenueRequest
 from allele.kernel.paths import allele_home, compile_cache_dir
 from allele.vault.signing import Signer
@@ -40,7 +41,7 @@ from .cache import CompileCache
 from .capabilities import WIT_PACKAGE, WIT_VERSION, Capabilities
 from .errors import PluginCallError, PluginLoadError, PluginQuarantined
 from .limits import KindLimits, Limits
-from .manifest import Manifest, ParamValue, check_params, describe_validation_error
+from .manifest import Manifest, ParamValue, check_params
 from .port import RawInstance, Reported, Trapped
 
 log = logging.getLogger("allele.plugin")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from allele.kernel.config import load_table
 
 
 class KindLimits(BaseModel):
@@ -34,3 +38,9 @@ class Limits(BaseModel):
     def for_kind(self, kind: str) -> KindLimits:
         limits: KindLimits = getattr(self, kind)
         return limits
+
+
+def load_limits(home: Path) -> Limits:
+    """The `[plugins.limits]` tables of `<home>/config.toml`; ConfigError names a bad key."""
+    limits: Limits = load_table(home, ("plugins", "limits"), Limits)
+    return limits

@@ -10,7 +10,7 @@ import math
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PluginKind = Literal["strategy", "sensor", "exchange"]
 ParamType = Literal["int", "float", "bool", "enum"]
@@ -173,13 +173,3 @@ def check_params(manifest: Manifest, values: dict[str, Any]) -> dict[str, ParamV
             raise ValueError(f"'{name}' is not a parameter of {manifest.name} (known: {known})")
         out[name] = coerce_param(spec, value)
     return out
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """A pydantic error as one sentence per problem, each naming the manifest field."""
-    parts = []
-    for err in exc.errors():
-        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"field '{path}': {msg}" if path else msg)
-    return "; ".join(parts)

@@ -12,10 +12,11 @@ the arena decides them and passes them in with each `RiskState` snapshot.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from allele.kernel.config import load_table
 
 
 class RiskConfig(BaseModel):
@@ -60,19 +61,5 @@ class RiskConfig(BaseModel):
 def load_risk_config(home: Path) -> RiskConfig:
     """The `[risk]` table of `<home>/config.toml`; a missing file or table means the defaults.
     A bad value raises `allele.kernel.config.ConfigError` naming the file, table and key."""
-    # Imported here: allele.kernel.config pulls in the plugin host (wasmtime), which the pure
-    # gate and its users (e.g. a backtest worker) should not pay for on import.
-    from allele.kernel.config import ConfigError, config_path
-    from allele.kernel.plugin.manifest import describe_validation_error
-
-    path = config_path(home)
-    if not path.is_file():
-        return RiskConfig()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    try:
-        return RiskConfig.model_validate(data.get("risk", {}))
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: [risk]: {describe_validation_error(exc)}") from None
+    config: RiskConfig = load_table(home, ("risk",), RiskConfig)
+    return config
