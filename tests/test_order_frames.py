@@ -37,6 +37,7 @@ from allele.kernel.orders.frames import (
     TimeInForce,
     VenueAck,
     VenueFill,
+    VenueCancelled,
     VenueReject,
     decode,
     encode,
@@ -54,6 +55,7 @@ STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     VenueAck: st.builds(VenueAck, u64),
     VenueFill: st.builds(VenueFill, u64, i64, i64),
     VenueReject: st.builds(VenueReject, u64),
+    VenueCancelled: st.builds(VenueCancelled, u64),
     RefPrice: st.builds(RefPrice, u16, i64),
     Limits: st.builds(Limits, u16, i64, i64, i64, i64, i64, u64),
     KillSwitch: st.builds(KillSwitch, st.booleans()),
@@ -78,6 +80,7 @@ EXAMPLES: list[Any] = [
     VenueAck(11),
     VenueFill(11, 3, 101),
     VenueReject(11),
+    VenueCancelled(11),
     RefPrice(3, 100),
     Limits(3, 1, 2, 3, 4, 5, 6),
     KillSwitch(True),
@@ -180,7 +183,7 @@ def test_wrong_length_refused(length: int) -> None:
         decode(b"\x0a" + bytes(max(0, length - 1)) if length else b"")
 
 
-@pytest.mark.parametrize("code", [0x00, 0x0B, 0x80, 0x88, 0xFF])
+@pytest.mark.parametrize("code", [0x00, 0x0C, 0x80, 0x88, 0xFF])
 def test_unknown_type_refused(code: int) -> None:
     with pytest.raises(FrameError, match=f"unknown message type 0x{code:02x}"):
         decode(bytes([code]) + bytes(63))

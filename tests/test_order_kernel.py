@@ -38,6 +38,7 @@ from allele.kernel.orders.frames import (
     TimeInForce,
     VenueAck,
     VenueFill,
+    VenueCancelled,
     VenueReject,
     decode,
     encode,
@@ -137,6 +138,9 @@ CASES: list[tuple[OrderState, InboundMessage, OrderState]] = [
     (S.PARTIALLY_FILLED, VenueFill(1, 1, 1_000), S.PARTIALLY_FILLED),
     (S.PARTIALLY_FILLED, VenueFill(1, 6, 1_000), S.FILLED),
     (S.PARTIALLY_FILLED, Cancel(1, 0), S.CANCELLED),
+    (S.PENDING, VenueCancelled(1), S.CANCELLED),
+    (S.SUBMITTED, VenueCancelled(1), S.CANCELLED),
+    (S.PARTIALLY_FILLED, VenueCancelled(1), S.CANCELLED),
 ]
 
 
@@ -383,12 +387,13 @@ def test_check_priority_order() -> None:
 
 
 @pytest.mark.parametrize("msg_type", [MsgType.CANCEL, MsgType.VENUE_ACK, MsgType.VENUE_FILL, MsgType.VENUE_REJECT,
-                                      MsgType.AMEND])
+                                      MsgType.AMEND, MsgType.VENUE_CANCELLED])
 def test_reject_unknown_order(msg_type: MsgType) -> None:
     kernel = make()
     msg: InboundMessage = {
         MsgType.CANCEL: Cancel(5, 0), MsgType.VENUE_ACK: VenueAck(5), MsgType.VENUE_FILL: VenueFill(5, 1, 1),
         MsgType.VENUE_REJECT: VenueReject(5), MsgType.AMEND: Amend(5, 1_000, 0, 0),
+        MsgType.VENUE_CANCELLED: VenueCancelled(5),
     }[msg_type]
     assert send(kernel, msg) == [Rejected(5, msg_type, Reason.UNKNOWN_ORDER, 0)]
 
@@ -588,6 +593,7 @@ inbound: st.SearchStrategy[Any] = st.one_of(
     st.builds(Amend, cids, st.sampled_from([0, 990, 1_010, 2_000]), st.integers(-1, 45), times),
     st.builds(Cancel, cids, times),
     st.builds(VenueReject, cids),
+    st.builds(VenueCancelled, cids),
     st.builds(Tick, st.integers(0, 10_000)),
     st.builds(RefPrice, syms, st.sampled_from([0, 1_000, 1_030])),
     st.builds(Limits, syms, st.sampled_from([30, 100]), st.sampled_from([10_000, 10**9]),

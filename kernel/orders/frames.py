@@ -31,7 +31,7 @@ whose reserved bytes are not. Types: u8/u16/u64 unsigned, i64 two's complement.
 
 Per-message field map: ``offset:type field``; every offset not listed is reserved (0).
 
-Inbound (engine -> kernel), type codes 0x01..0x0A::
+Inbound (engine -> kernel), type codes 0x01..0x0B::
 
     0x01 NEW_ORDER     1:u8 side  2:u8 order_type  3:u8 tif  6:u16 symbol  8:u64 client_order_id
                        16:u64 ts_ns  24:i64 price  32:i64 qty  40:u64 deadline_ns
@@ -45,10 +45,12 @@ Inbound (engine -> kernel), type codes 0x01..0x0A::
                        40:i64 position_limit  48:i64 rate_burst  56:u64 rate_interval_ns
     0x09 KILL_SWITCH   1:u8 engaged (0 off, 1 on)
     0x0A TICK          16:u64 ts_ns
+    0x0B VENUE_CANCELLED 8:u64 client_order_id
 
 AMEND: price 0 = keep the price, qty 0 = keep the quantity (qty is the new total order
 quantity, including what has already filled). NEW_ORDER: deadline_ns 0 = no deadline;
-market orders carry price 0.
+market orders carry price 0. VENUE_CANCELLED: the venue closed the order's unfilled rest on its
+own (an ioc/market remainder, an order that arrived after its deadline, a venue-side cancel).
 
 Outbound (kernel -> engine), type codes 0x81..0x87::
 
@@ -91,6 +93,7 @@ class MsgType(IntEnum):
     LIMITS = 0x08
     KILL_SWITCH = 0x09
     TICK = 0x0A
+    VENUE_CANCELLED = 0x0B
     ACCEPTED = 0x81
     REJECTED = 0x82
     SUBMIT_TO_VENUE = 0x83
@@ -192,6 +195,11 @@ class VenueReject:
 
 
 @dataclass(frozen=True, slots=True)
+class VenueCancelled:
+    client_order_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class RefPrice:
     symbol: int
     price: int
@@ -282,7 +290,8 @@ class Expired:
     filled_qty: int
 
 
-InboundMessage = NewOrder | Amend | Cancel | VenueAck | VenueFill | VenueReject | RefPrice | Limits | KillSwitch | Tick
+InboundMessage = (NewOrder | Amend | Cancel | VenueAck | VenueFill | VenueReject | RefPrice | Limits | KillSwitch | Tick
+                  | VenueCancelled)
 OutboundMessage = Accepted | Rejected | SubmitToVenue | AmendToVenue | CancelToVenue | StateChange | Expired
 Message = InboundMessage | OutboundMessage
 
@@ -385,6 +394,7 @@ _LAYOUTS: Final[dict[MsgType, tuple[type[Any], tuple[_Field, ...]]]] = {
     ),
     MsgType.KILL_SWITCH: (KillSwitch, (_f("engaged", "b1", "bool"),)),
     MsgType.TICK: (Tick, (_f("ts_ns", "w1", "u64"),)),
+    MsgType.VENUE_CANCELLED: (VenueCancelled, (_f("client_order_id", "w0", "u64"),)),
     MsgType.ACCEPTED: (
         Accepted,
         (

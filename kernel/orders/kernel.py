@@ -62,6 +62,8 @@ Outbound sequence per inbound frame (the contract; the RTL emits the same frames
                           OVERFILL if filled + qty > qty; nothing is applied)
     VENUE_REJECT          PENDING/SUBMITTED: STATE_CHANGE(old->REJECTED);
                           PARTIALLY_FILLED: REJECTED(request=VENUE_REJECT, BAD_STATE)
+    VENUE_CANCELLED       any open state: STATE_CHANGE(old->CANCELLED) (no CANCEL_TO_VENUE: the venue
+                          already closed it)
     venue frame, unknown id: REJECTED(request=<that type>, UNKNOWN_ORDER)
     KILL_SWITCH on:       for each open order by ascending slot: CANCEL_TO_VENUE, STATE_CHANGE(old->CANCELLED)
     KILL_SWITCH off, REF_PRICE, LIMITS, TICK: nothing (besides the expiry sweep for TICK)
@@ -99,6 +101,7 @@ from .frames import (
     TimeInForce,
     VenueAck,
     VenueFill,
+    VenueCancelled,
     VenueReject,
     decode,
     encode,
@@ -232,6 +235,8 @@ class OrderKernel:
                 self._fill(msg, out)
             case VenueReject():
                 self._venue_reject(msg, out)
+            case VenueCancelled():
+                self._venue_cancelled(msg, out)
             case RefPrice():
                 self._ref[msg.symbol] = msg.price
             case Limits():
@@ -417,6 +422,13 @@ class OrderKernel:
             self._reject(out, msg.client_order_id, MsgType.VENUE_REJECT, Reason.BAD_STATE)
         else:
             self._move(order, S.REJECTED, out)
+
+    def _venue_cancelled(self, msg: VenueCancelled, out: list[Message]) -> None:
+        order = self._open(msg.client_order_id)
+        if order is None:
+            self._reject(out, msg.client_order_id, MsgType.VENUE_CANCELLED, Reason.UNKNOWN_ORDER)
+        else:
+            self._move(order, S.CANCELLED, out)
 
     def _kill(self, msg: KillSwitch, out: list[Message]) -> None:
         self.kill_switch = msg.engaged
