@@ -33,3 +33,23 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, expected: str) -> No
     with pytest.raises(ConfigError) as info:
         load_limits(tmp_path)
     assert expected in str(info.value) and "config.toml" in str(info.value)
+
+
+def test_environment_overrides_a_key_and_names_the_variable_when_bad(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from allele.kernel.risk import load_risk_config
+
+    (tmp_path / "config.toml").write_text("[risk]\nglobal_capital_cap = 50.0\nhalt_drawdown = 0.4\n")
+    monkeypatch.setenv("ALLELE_RISK__GLOBAL_CAPITAL_CAP", "250")
+    cfg = load_risk_config(tmp_path)
+    assert (cfg.global_capital_cap, cfg.halt_drawdown) == (250.0, 0.4)
+    monkeypatch.setenv("ALLELE_RISK__GLOBAL_CAPITAL_CAP", "lots")
+    with pytest.raises(ConfigError) as info:
+        load_risk_config(tmp_path)
+    assert "ALLELE_RISK__" in str(info.value) and "global_capital_cap" in str(info.value)
+
+
+def test_environment_overrides_a_nested_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLELE_PLUGINS__LIMITS__SENSOR__MAX_ITEMS", "7")
+    limits = load_limits(tmp_path)
+    assert limits.sensor.max_items == 7 and limits.strategy.max_items != 7

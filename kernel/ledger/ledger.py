@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import aiosqlite
 
@@ -200,8 +200,11 @@ class Ledger:
         self._owner: asyncio.Task[Any] | None = None
 
     @classmethod
-    async def open(cls, path: str | Path) -> Ledger:
-        """Open (creating if needed) the ledger at `path` and apply pending migrations."""
+    async def open(cls, path: str | Path, *, synchronous: Literal["full", "normal", "off"] = "full") -> Ledger:
+        """Open (creating if needed) the ledger at `path` and apply pending migrations.
+
+        `synchronous` is SQLite's: keep "full" for anything that trades; "off" suits a throwaway
+        ledger (a backtest's), where a power cut only loses the run."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so the write lock is
@@ -212,7 +215,7 @@ class Ledger:
             await db.execute("PRAGMA journal_mode=WAL")
             # FULL: the WAL is fsynced at every commit. With NORMAL a commit can be lost on
             # power failure; an order recorded but then lost could be sent again on restart.
-            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA busy_timeout=5000")
             await apply_migrations(db, time.time_ns())

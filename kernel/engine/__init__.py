@@ -1,0 +1,1 @@
+"""allele.kernel.engine: one asyncio engine for backtest, replay, paper and live."""

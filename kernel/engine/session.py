@@ -1,0 +1,253 @@
+"""Assembling a session: paper trading on the simulated venue, or a replay of a recording.
+
+    session = await open_paper_session(home)          # config.toml + defaults
+    await session.run(stop=stop_event)
+    await session.close()
+
+    replay = await open_replay_session(home, recording, ledger_path)
+    await replay.run()
+
+A paper session writes a header as the first firehose record: the synthetic market, the venue,
+the organisms (with their plugins' sha256), the risk settings and the order kernel's settings.
+`open_replay_session` rebuilds exactly that from the header and feeds the recorded events, so it
+sends the same orders and gets the same fills (test_engine.py proves it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from allele.kernel.domain import MarketEvent
+from allele.kernel.ledger import Ledger
+from allele.kernel.orders.port import SoftwareOrderKernel
+from allele.kernel.paths import SOURCE_ROOT
+from allele.kernel.plugin.errors import PluginError
+from allele.kernel.plugin.host import LoadedPlugin, PluginHost, StrategyPlugin
+from allele.kernel.risk import RiskConfig, RiskGate, load_risk_config
+
+from .bus import Bus
+from .config import EngineConfig, OrganismSpec, load_engine_config, load_organisms
+from .engine import Control, Engine, Organism
+from .firehose import HEADER, Firehose, event_from_record, read_recording, recover
+from .order_path import OrderPath
+from .simvenue import SimVenue, SimVenueSpec
+from .sources import RecordingSource, SyntheticSource, SyntheticSpec
+
+log = logging.getLogger("allele.session")
+
+BUNDLED_BUILD_DIR = SOURCE_ROOT / "build" / "plugins"
+RECORDING_VERSION = 1
+
+
+class SessionError(ValueError):
+    """A session cannot be assembled as configured; the message says what to change."""
+
+
+def ledger_path(home: Path) -> Path:
+    return home / "trading.db"
+
+
+def historical_dir(home: Path) -> Path:
+    return home / "historical"
+
+
+def strategy_catalog(home: Path) -> dict[str, Path]:
+    """Strategy name -> .wasm: the newest deployed one (`.allele/plugins/strategies/<name>-<hash>.wasm`)
+    wins over the bundled build (`build/plugins/strategies/<name>.wasm`)."""
+    catalog = {p.stem: p for p in sorted((BUNDLED_BUILD_DIR / "strategies").glob("*.wasm"))}
+    deployed = sorted((home / "plugins" / "strategies").glob("*.wasm"), key=lambda p: p.stat().st_mtime)
+    for p in deployed:
+        catalog[p.stem.rsplit("-", 1)[0]] = p
+    return catalog
+
+
+def resolve_strategy(home: Path, strategy: str) -> Path:
+    if strategy.endswith(".wasm"):
+        path = Path(strategy).expanduser()
+        if not path.is_file():
+            raise SessionError(f"strategy file {path} does not exist")
+        return path
+    catalog = strategy_catalog(home)
+    if strategy not in catalog:
+        known = ", ".join(sorted(catalog)) or "none (run `allele build --bundled`)"
+        raise SessionError(f"no strategy named '{strategy}' is deployed or bundled; known: {known}")
+    return catalog[strategy]
+
+
+def find_plugin_by_hash(home: Path, sha256: str) -> Path | None:
+    candidates: list[Path] = [*(home / "plugins").glob("*/*.wasm"), *BUNDLED_BUILD_DIR.glob("*/*.wasm")]
+    for path in candidates:
+        if path.name.endswith(f"-{sha256[:12]}.wasm") or hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
+            return path
+    return None
+
+
+def start_strategy(host: PluginHost, loaded: LoadedPlugin, spec: OrganismSpec) -> StrategyPlugin:
+    """A configured instance of the organism's strategy; SessionError names the organism on bad params."""
+    if loaded.kind != "strategy":
+        raise SessionError(f"organism {spec.id}: {loaded.source} is a {loaded.kind}, not a strategy")
+    instance = host.strategy(loaded)
+    try:
+        instance.configure(dict(spec.params))
+    except PluginError as exc:
+        raise SessionError(f"organism {spec.id}: parameters {spec.params} refused: {exc}") from None
+    return instance
+
+
+def organism_symbols(spec: OrganismSpec, loaded: LoadedPlugin, continuous: tuple[str, ...],
+                     binary: tuple[str, ...]) -> frozenset[str]:
+    listed = spec.symbols or (binary if spec.binary else continuous)
+    unknown = sorted(set(listed) - set(continuous) - set(binary))
+    if unknown:
+        raise SessionError(f"organism {spec.id}: symbols {unknown} are not listed by the venue; "
+                           f"it lists {list(continuous + binary)}")
+    wanted = loaded.manifest.symbols
+    if wanted and "*" not in wanted:
+        listed = tuple(s for s in listed if s in wanted)
+    return frozenset(listed)
+
+
+@dataclass
+class Session:
+    """A running engine and what feeds it."""
+
+    engine: Engine
+    events: Callable[[], Iterator[MarketEvent | Control]]
+    header: dict[str, Any]
+    host: PluginHost
+    speed: float = 0.0
+    firehose: Firehose | None = None
+    closed: list[str] = field(default_factory=list)
+
+    async def run(self, stop: asyncio.Event | None = None, on_progress: Callable[[int], None] | None = None) -> None:
+        await self.engine.run(self.events(), speed=self.speed, stop=stop, on_progress=on_progress)
+
+    async def close(self) -> None:
+        if self.firehose is not None:
+            self.firehose.close()
+        await self.engine.ledger.close()
+
+
+def _organisms(host: PluginHost, specs: tuple[OrganismSpec, ...], paths: dict[str, Path], risk: RiskConfig,
+               continuous: tuple[str, ...], binary: tuple[str, ...]) -> list[Organism]:
+    organisms = []
+    share = risk.global_capital_cap / max(len(specs), 1)
+    for spec in specs:
+        try:
+            loaded = host.load(paths[spec.id])
+        except PluginError as exc:
+            raise SessionError(f"organism {spec.id}: {exc}") from None
+        organisms.append(Organism(spec, start_strategy(host, loaded, spec),
+                                  organism_symbols(spec, loaded, continuous, binary),
+                                  spec.allocation or share, loaded.sha256))
+    return organisms
+
+
+def _engine(*, session: str, venue: SimVenue, organisms: list[Organism], ledger: Ledger, risk: RiskConfig,
+            slots: int, ttl_ns: int, firehose: Firehose | None, home: Path | None, bus: Bus | None,
+            batch_events: int) -> Engine:
+    instruments = {s: venue.instrument(s) for s in venue.symbols()}
+    path = OrderPath(SoftwareOrderKernel(slots), instruments)
+    return Engine(session=session, venue=venue, organisms=organisms, ledger=ledger, gate=RiskGate(risk),
+                  order_path=path, ttl_ns=ttl_ns, firehose=firehose, bus=bus, home=home, batch_events=batch_events)
+
+
+async def open_paper_session(home: Path, *, config: EngineConfig | None = None,
+                             organisms: tuple[OrganismSpec, ...] | None = None, host: PluginHost | None = None,
+                             session: str | None = None, bus: Bus | None = None,
+                             start_ns: int | None = None) -> Session:
+    """Paper trading on the simulated venue, configured from `<home>/config.toml` unless given."""
+    cfg = config or load_engine_config(home)
+    risk = load_risk_config(home)
+    specs = organisms if organisms is not None else load_organisms(home)
+    host = host or PluginHost(home)
+    session = session or time.strftime("p%Y%m%d-%H%M%S", time.gmtime())
+    start = start_ns if start_ns is not None else time.time_ns() // 1_000_000_000 * 1_000_000_000
+    source = SyntheticSource(SyntheticSpec(cfg.seed, cfg.symbols, cfg.binary_markets, start,
+                                           cfg.bar_ms * 1_000_000, cfg.bars))
+    vspec = SimVenueSpec(cfg.symbols, source.binary_symbols, cfg.seed, cfg.latency_us * 1000, cfg.jitter_us * 1000,
+                         cfg.maker_fee, cfg.taker_fee, source.market.tick_size, source.market.lot_size)
+    paths = {s.id: resolve_strategy(home, s.strategy) for s in specs}
+    orgs = _organisms(host, specs, paths, risk, cfg.symbols, source.binary_symbols)
+    ttl_ns = int(cfg.order_ttl_s * 1e9)
+    header = {"k": HEADER, "version": RECORDING_VERSION, "session": session, "mode": "paper",
+              "source": source.describe(), "venue": vspec.to_json(), "risk": risk.model_dump(mode="json"),
+              "order_kernel": {"kind": cfg.order_kernel, "slots": cfg.order_kernel_slots}, "ttl_ns": ttl_ns,
+              "batch_events": cfg.batch_events,
+              "organisms": [{**o.spec.model_dump(mode="json"), "allocation": o.allocation,
+                             "plugin_sha256": o.plugin_sha256} for o in orgs]}
+    firehose = None
+    if cfg.record:
+        recover(historical_dir(home))
+        firehose = Firehose(historical_dir(home), session, max_bytes=cfg.firehose_max_mb * 2**20)
+        firehose.append(header)
+    ledger = await Ledger.open(ledger_path(home), synchronous=cfg.ledger_sync)
+    engine = _engine(session=session, venue=SimVenue(vspec), organisms=orgs, ledger=ledger, risk=risk,
+                     slots=cfg.order_kernel_slots, ttl_ns=ttl_ns, firehose=firehose, home=home, bus=bus,
+                     batch_events=cfg.batch_events)
+    closed = await engine.reconcile(venue_remembers=False)
+    await engine.open_books()
+    return Session(engine, source.events, header, host, cfg.speed, firehose, closed)
+
+
+def read_header(recording: Path) -> dict[str, Any]:
+    for record in read_recording(recording):
+        if record.get("k") != HEADER:
+            break
+        if record.get("version") != RECORDING_VERSION:
+            raise SessionError(f"{recording}: recording version {record.get('version')} is not "
+                               f"{RECORDING_VERSION}; replay it with the Allele version that wrote it")
+        return record
+    raise SessionError(f"{recording} does not start with a session header: it is not a paper session recording")
+
+
+def _replay_items(recording: Path) -> Iterator[MarketEvent | Control]:
+    source = RecordingSource(recording)
+    for record in source.records():
+        kind = record.get("k")
+        if kind == "event":
+            yield event_from_record(record)
+        elif kind == "control" and "kill_switch" in record:
+            yield Control(bool(record["kill_switch"]), str(record.get("reason", "")))
+
+
+async def open_replay_session(home: Path, recording: Path, ledger_file: Path, *, host: PluginHost | None = None,
+                              bus: Bus | None = None) -> Session:
+    """The paper session recorded in `recording`, rebuilt from its header, into a fresh ledger."""
+    header = read_header(recording)
+    if ledger_file.exists():
+        raise SessionError(f"{ledger_file} already exists; a replay writes a fresh ledger (choose another path)")
+    host = host or PluginHost(home)
+    vspec = SimVenueSpec.from_json(header["venue"])
+    try:
+        risk = RiskConfig.model_validate(header["risk"])
+        specs = tuple(OrganismSpec.model_validate({k: v for k, v in o.items() if k != "plugin_sha256"})
+                      for o in header["organisms"])
+    except (KeyError, ValueError) as exc:
+        raise SessionError(f"{recording}: the header cannot be read: {exc}") from None
+    paths: dict[str, Path] = {}
+    for o in header["organisms"]:
+        found = find_plugin_by_hash(home, o["plugin_sha256"])
+        if found is None:
+            raise SessionError(f"organism {o['id']}: plugin {o['strategy']} with sha256 {o['plugin_sha256'][:12]} "
+                               "is neither deployed nor bundled; deploy that exact .wasm to replay")
+        paths[o["id"]] = found
+    orgs = _organisms(host, specs, paths, risk, vspec.symbols, vspec.binary_symbols)
+    ledger = await Ledger.open(ledger_file, synchronous="off")
+    engine = _engine(session=str(header["session"]), venue=SimVenue(vspec), organisms=orgs, ledger=ledger, risk=risk,
+                     slots=int(header["order_kernel"]["slots"]), ttl_ns=int(header["ttl_ns"]), firehose=None,
+                     home=None, bus=bus, batch_events=int(header["batch_events"]))
+    await engine.open_books()
+    return Session(engine, lambda: _replay_items(recording), header, host, 0.0, None)
+
+
+def check_config(home: Path) -> tuple[EngineConfig, RiskConfig, tuple[OrganismSpec, ...]]:
+    """Load every table a session needs; ConfigError names the first bad key."""
+    return load_engine_config(home), load_risk_config(home), load_organisms(home)
