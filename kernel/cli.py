@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,11 +21,11 @@ from rich.table import Table
 from rich.text import Text
 
 from allele.kernel.config import ConfigError
-from allele.kernel.paths import BUNDLED_PLUGINS_DIR, SOURCE_ROOT, allele_home
-from allele.kernel.plugin.errors import PluginError, PluginLoadError
-from allele.kernel.plugin.host import LoadedPlugin, PluginHost, read_quarantine_log
+from allele.kernel.paths import SOURCE_ROOT, allele_home
+from allele.kernel.plugin.errors import PluginLoadError
+from allele.kernel.plugin.host import LoadedPlugin, PluginHost
 from allele.kernel.plugin.limits import load_limits
-from allele.kernel.sdk.build import KIND_DIRS, BuildError, build_many, build_plugin, bundled_plugin_dirs
+from allele.kernel.sdk.build import BuildError, build_many, build_plugin, bundled_plugin_dirs
 from allele.kernel.sdk.scaffold import KINDS, scaffold
 
 app = typer.Typer(help="Allele: sandboxed WebAssembly strategies, a genetic arena, a verified order kernel.",
@@ -140,81 +139,8 @@ def inspect(wasm: Annotated[Path, typer.Argument(help="a plugin .wasm")], as_jso
         out.print(params)
 
 
-def deployed_dir(home: Path) -> Path:
-    return home / "plugins"
-
-
-def list_deployed(home: Path) -> list[Path]:
-    return sorted(p for kind_dir in KIND_DIRS.values() for p in (deployed_dir(home) / kind_dir).glob("*.wasm"))
-
-
-@app.command()
-def deploy(wasm: Annotated[Path, typer.Argument(help="a plugin .wasm")], as_json: JsonFlag = False) -> None:
-    """Validate a plugin and install it under .allele/plugins/<kind>/ (named by its content hash)."""
-    host = _host()
-    loaded = _load(host, wasm)
-    target = deployed_dir(host.home) / KIND_DIRS[loaded.kind] / f"{loaded.name}-{loaded.sha256[:12]}.wasm"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(wasm, target)
-    if as_json:
-        _print_json({"deployed": str(target), **loaded.describe()})
-    else:
-        out.print(f"deployed {loaded.kind} {loaded.name} {loaded.manifest.version} ({loaded.sha256[:12]}) to {target}")
-
-
-@app.command()
-def status(as_json: JsonFlag = False) -> None:
-    """Deployed plugins and quarantined plugin instances."""
-    home = allele_home()
-    deployed = [str(p) for p in list_deployed(home)]
-    quarantined = [q.__dict__ for q in read_quarantine_log(home)]
-    if as_json:
-        _print_json({"home": str(home), "deployed": deployed, "quarantined": quarantined})
-        return
-    out.print(f"home: {home}")
-    out.print(f"deployed plugins: {len(deployed)}")
-    for p in deployed:
-        out.print(f"  {p}")
-    if not quarantined:
-        out.print("quarantined instances: none")
-        return
-    table = Table("instance", "sha256", "call", "reason", title=f"quarantined instances ({len(quarantined)})")
-    for q in quarantined:
-        table.add_row(q["instance"], q["sha256"][:12], q["call"], q["reason"])
-    out.print(table)
-
-
-@app.command()
-def start(as_json: JsonFlag = False) -> None:
-    """Start Allele on its embedded default. Until the engine lands, this builds the bundled plugins,
-    loads them and every deployed plugin through the host, and lists them."""
-    try:
-        with out.status("building bundled plugins") as st:
-            results = build_many(bundled_plugin_dirs(BUNDLED_PLUGINS_DIR), BUNDLED_BUILD_DIR,
-                                 progress=lambda m: st.update(m))
-    except BuildError as exc:
-        raise _fail(str(exc)) from None
-    host = _host()
-    rows = []
-    for path in [r.output for r in results] + list_deployed(host.home):
-        try:
-            with out.status(f"loading {path.name}"):
-                loaded = host.load(path)
-            rows.append({"name": loaded.name, "kind": loaded.kind, "abi": loaded.abi,
-                         "version": loaded.manifest.version, "sha256": loaded.sha256, "path": str(path),
-                         "status": "ok"})
-        except PluginError as exc:
-            rows.append({"name": path.stem, "kind": "?", "abi": "?", "version": "?", "sha256": "", "path": str(path),
-                         "status": f"refused: {exc}"})
-    if as_json:
-        _print_json({"home": str(host.home), "plugins": rows})
-        return
-    table = Table("plugin", "kind", "abi", "version", "sha256", "status", title="Allele plugins")
-    for r in rows:
-        table.add_row(r["name"], r["kind"], r["abi"], r["version"], r["sha256"][:12], r["status"])
-    out.print(table)
-    out.print(f"home: {host.home} — compile cache hits {host.cache.hits}, misses {host.cache.misses}")
-
+# The trading workflow (start, stop, status, deploy, backtest, replay, kill-switch, ledger) registers on `app`.
+from allele.kernel import cli_trading  # noqa: E402,F401
 
 if __name__ == "__main__":
     app()

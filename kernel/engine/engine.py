@@ -335,7 +335,7 @@ class Engine:
         if not reference:
             await self._refuse(org.id, sig.symbol, ts_ns, "invalid_signal", f"no price yet for {sig.symbol}")
             return
-        capital = max(min(self.portfolio.equity(org.id), org.allocation), 0.0)
+        capital = max(min(self.portfolio.equity(org.id), org.allocation), 0.0) / max(len(org.symbols), 1)
         try:
             plan = strategy_kernel.plan(org.id, sig, ts_ns, self.portfolio, instrument, capital, reference)
         except ValueError as exc:  # OrderIntent refuses non-positive or non-finite numbers

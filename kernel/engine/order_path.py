@@ -24,6 +24,9 @@ _TIF = {"gtc": f.TimeInForce.GTC, "ioc": f.TimeInForce.IOC, "fok": f.TimeInForce
         "post-only": f.TimeInForce.POST_ONLY}
 
 
+_I64_CAP = 2**62
+
+
 class OrderPath:
     """Frames in and out of one order kernel, for the instruments of one venue."""
 
@@ -91,8 +94,9 @@ class OrderPath:
         burst = max(risk.orders_per_minute * max(organisms, 1), 1)
         for symbol, sid in self.symbol_ids.items():
             inst = self.instruments[symbol]
-            max_lots = int(risk.max_order_quantity / inst.lot_size)
-            max_notional = int(risk.max_order_notional / (inst.tick_size * inst.lot_size))
+            # Clamped into int64: "unlimited" settings (a backtest's) must still fit the frame.
+            max_lots = min(int(risk.max_order_quantity / inst.lot_size), _I64_CAP // 100)
+            max_notional = min(int(risk.max_order_notional / (inst.tick_size * inst.lot_size)), _I64_CAP)
             self._send(f.Limits(sid, max_lots, max_notional, round(risk.price_band_pct * 10_000),
                                 max_lots * 100, burst, 60_000_000_000 // burst))
 

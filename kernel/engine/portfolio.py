@@ -77,11 +77,22 @@ class Portfolio:
         return sum(self.equity(o) for o in self.cash)
 
     def committed(self, organism: str, excluding: str | None = None) -> float:
-        """USD the organism holds in positions and open orders."""
-        held = sum(abs(q) * self.last_price.get(s, 0.0) for s, q in self.positions.get(organism, {}).items())
-        working = sum(o.remaining * (o.limit_price or self.last_price.get(o.symbol, 0.0))
-                      for o in self.open_orders.values() if o.organism == organism and o.client_order_id != excluding)
-        return held + working
+        """USD the organism would hold once its open orders fill: per symbol |position + open orders| at the
+        last price. Projected, so a reducing order in flight frees its capital for the order that follows it
+        (a flip: reduce to zero, then open the other side)."""
+        held = self.positions.get(organism, {})
+        projected = dict(held)
+        for o in self.open_orders.values():
+            if o.organism == organism and o.client_order_id != excluding:
+                projected[o.symbol] = projected.get(o.symbol, 0.0) + o.signed_remaining
+        total = 0.0
+        for symbol, quantity in projected.items():
+            price = self.last_price.get(symbol, 0.0)
+            limits = [o.limit_price for o in self.open_orders.values() if o.organism == organism
+                      and o.symbol == symbol and o.limit_price is not None and o.client_order_id != excluding]
+            # A resting buy at a limit above the last price would cost more: count the dearer price.
+            total += abs(quantity) * max([price, *limits])
+        return total
 
     # --- updates --------------------------------------------------------------------------
 

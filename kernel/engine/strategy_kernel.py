@@ -3,8 +3,9 @@
 Sizing (one rule for paper, live and backtest):
 
 - `exposure` a in [-1, 1]: target position = a * capital / (price * (1 + taker fee)), rounded toward
-  zero to whole lots, where capital = min(organism equity, its allocation); the fee term leaves room
-  for the fee, so an all-in buy never overdraws cash;
+  zero to whole lots, where capital = min(organism equity, its allocation) / the number of symbols it
+  trades (each symbol gets an equal share, so +1 on every symbol is fully invested, not over-invested);
+  the fee term leaves room for the fee, so an all-in buy never overdraws cash;
 - `units` q: buy q (q > 0) or sell -q, rounded toward zero to whole lots.
 
 The order to send is the target minus the position minus what open orders of the organism on that

@@ -1,0 +1,637 @@
+"""The operator's sub-commands of `allele`, in workflow order:
+
+    allele deploy X.wasm [--allow-unproven]   validate, install, hot-swap into a running engine
+    allele start [--detach] [--bars N]        paper trading on the simulated venue
+    allele status [--json]                    engine, organisms, positions, P&L, risk, quarantine
+    allele stop                               stop a detached engine
+    allele backtest --strategy S --data D     one strategy over CSV, a recording or synthetic data
+    allele replay RECORDING                   a recorded session through the same pipeline
+    allele kill-switch on|off                 cancel everything and refuse new orders / resume
+    allele ledger positions|orders|fills|pnl  what the ledger holds
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from allele.kernel import cli as _cli
+from allele.kernel.backtest import DataError, parse_data_spec
+from allele.kernel.backtest.run import run_backtest
+from allele.kernel.cli import BUNDLED_BUILD_DIR, JsonFlag, _fail, _host, _load, _print_json, err, out
+from allele.kernel.config import ConfigError
+from allele.kernel.engine.config import EngineConfig
+from allele.kernel.engine.firehose import RecordingError, list_sessions
+from allele.kernel.engine.runner import read_status, running_pid, serve
+from allele.kernel.engine.session import (
+    Session,
+    SessionError,
+    check_config,
+    historical_dir,
+    ledger_path,
+    open_paper_session,
+    open_replay_session,
+)
+from allele.kernel.ledger import Ledger
+from allele.kernel.paths import BUNDLED_PLUGINS_DIR, SOURCE_ROOT, allele_home
+from allele.kernel.plugin.errors import PluginError
+from allele.kernel.plugin.host import LoadedPlugin, read_quarantine_log
+from allele.kernel.plugin.manifest import ParamValue
+from allele.kernel.risk import killswitch
+from allele.kernel.sdk.build import KIND_DIRS, BuildError, build_many, bundled_plugin_dirs
+
+T = TypeVar("T")
+app: typer.Typer = _cli.app  # annotated: mypy sees the cross-package import as Any
+PROOF_TEMPLATE_MARK = "Replace every line below."
+
+
+def deployed_dir(home: Path) -> Path:
+    return home / "plugins"
+
+
+def list_deployed(home: Path) -> list[Path]:
+    return sorted(p for kind_dir in KIND_DIRS.values() for p in (deployed_dir(home) / kind_dir).glob("*.wasm"))
+
+
+def _run(coro: Awaitable[T]) -> T:
+    async def main() -> T:
+        return await coro
+
+    return asyncio.run(main())
+
+
+def _configure_logging(home: Path, verbose: bool = False) -> None:
+    logs = home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(logs / "engine.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    console.setLevel(logging.INFO if verbose else logging.WARNING)
+    root = logging.getLogger("allele")
+    root.handlers[:] = [handler, console]
+    root.setLevel(logging.INFO)
+
+
+# --- deploy ---------------------------------------------------------------------------------------------------
+
+
+def find_proof(loaded: LoadedPlugin, wasm: Path, given: Path | None) -> Path | None:
+    """The strategy's proof document: --proof, else the manifest's `proof` path looked up next to the
+    .wasm, in its parent folder (a build's `<src>/build/x.wasm`), in the current folder, in Allele's tree."""
+    if given is not None:
+        return given if given.is_file() else None
+    name = loaded.manifest.proof
+    if not name:
+        return None
+    rel = Path(name)
+    for base in (wasm.parent, wasm.parent.parent, Path.cwd(), SOURCE_ROOT):
+        for candidate in (base / rel, base / rel.name):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def check_proof(path: Path) -> str | None:
+    """Why `path` is not a usable proof document, or None."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if len(text.strip()) < 200:
+        return f"{path} is too short to be a proof document ({len(text.strip())} characters)"
+    if PROOF_TEMPLATE_MARK in text:
+        return f"{path} is still the unedited template from `allele new`"
+    return None
+
+
+@app.command()
+def deploy(wasm: Annotated[Path, typer.Argument(help="a plugin .wasm")],
+           allow_unproven: Annotated[bool, typer.Option("--allow-unproven",
+                                                        help="deploy a strategy without its proof document")] = False,
+           proof: Annotated[Path | None, typer.Option(help="the strategy's proof document, if not found by "
+                                                           "the manifest's `proof` path")] = None,
+           as_json: JsonFlag = False) -> None:
+    """Validate a plugin and install it under .allele/plugins/<kind>/ (named by its content hash).
+
+    A running engine picks up a new version of a strategy it trades and hot-swaps it."""
+    host = _host()
+    loaded = _load(host, wasm)
+    proof_path: Path | None = None
+    if loaded.kind == "strategy":
+        proof_path = find_proof(loaded, wasm, proof)
+        problem = (f"its proof document '{loaded.manifest.proof}' was not found next to {wasm.name}, in its "
+                   "parent folder, here, or in Allele's tree" if proof_path is None else check_proof(proof_path))
+        if problem is not None and not allow_unproven:
+            raise _fail(f"strategy {loaded.name} refused: {problem}. Write the proof (edge, assumptions, failure "
+                        "modes, risks; see docs/plugins.md), pass it with --proof FILE, or deploy with "
+                        "--allow-unproven to run it anyway")
+        if problem is not None:
+            err.print(Text(f"warning: deploying {loaded.name} unproven: {problem}", style="yellow"))
+            proof_path = None
+    target = deployed_dir(host.home) / KIND_DIRS[loaded.kind] / f"{loaded.name}-{loaded.sha256[:12]}.wasm"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(wasm, tmp)
+    if proof_path is not None:
+        shutil.copyfile(proof_path, target.with_suffix(".proof.md"))
+    os.replace(tmp, target)  # atomic: a running engine never sees half a file
+    engine_pid = running_pid(host.home)
+    info = {"deployed": str(target), "proof": str(target.with_suffix(".proof.md")) if proof_path else None,
+            "hot_swap": engine_pid is not None and loaded.kind == "strategy", **loaded.describe()}
+    if as_json:
+        _print_json(info)
+        return
+    out.print(f"deployed {loaded.kind} {loaded.name} {loaded.manifest.version} ({loaded.sha256[:12]}) to {target}")
+    if info["hot_swap"]:
+        out.print(f"the running engine (pid {engine_pid}) swaps it in for organisms trading {loaded.name} "
+                  "within a few seconds; see `allele status`")
+
+
+# --- start / stop ---------------------------------------------------------------------------------------------
+
+
+def _build_bundled() -> list[Path]:
+    try:
+        with out.status("building bundled plugins") as st:
+            results = build_many(bundled_plugin_dirs(BUNDLED_PLUGINS_DIR), BUNDLED_BUILD_DIR,
+                                 progress=lambda m: st.update(m))
+    except BuildError as exc:
+        raise _fail(str(exc)) from None
+    return [r.output for r in results]
+
+
+def _plugin_rows(home: Path, paths: list[Path]) -> list[dict[str, Any]]:
+    host = _host(home)
+    rows = []
+    for path in paths:
+        try:
+            loaded = host.load(path)
+            rows.append({"name": loaded.name, "kind": loaded.kind, "abi": loaded.abi,
+                         "version": loaded.manifest.version, "sha256": loaded.sha256, "path": str(path),
+                         "status": "ok"})
+        except PluginError as exc:
+            rows.append({"name": path.stem, "kind": "?", "abi": "?", "version": "?", "sha256": "",
+                         "path": str(path), "status": f"refused: {exc}"})
+    return rows
+
+
+@app.command()
+def start(detach: Annotated[bool, typer.Option("--detach", help="run in the background; `allele stop` ends it")]
+          = False,
+          bars: Annotated[int | None, typer.Option(help="stop after this many synthetic bars (default: run until "
+                                                        "stopped)")] = None,
+          speed: Annotated[float | None, typer.Option(help="event-time seconds per wall second; 0 = as fast as "
+                                                           "possible (default: [engine] speed)")] = None,
+          seed: Annotated[int | None, typer.Option(help="synthetic market seed (default: [engine] seed)")] = None,
+          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log engine events to the terminal")] = False,
+          as_json: JsonFlag = False) -> None:
+    """Paper trading on the simulated venue with the bundled strategies (or the [[organisms]] configured).
+
+    No keys, no network. Orders, fills and decisions go to .allele/trading.db, the market to
+    .allele/historical/, status to .allele/engine.json."""
+    home = allele_home()
+    existing = running_pid(home)
+    if existing is not None:
+        raise _fail(f"an engine is already running for {home} (pid {existing}); `allele stop` it first")
+    try:
+        cfg, _risk, _organisms = check_config(home)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    overrides: dict[str, Any] = {k: v for k, v in (("bars", bars), ("speed", speed), ("seed", seed)) if v is not None}
+    try:
+        cfg = EngineConfig.model_validate({**cfg.model_dump(), **overrides})
+    except ValueError as exc:
+        raise _fail(f"bad option: {exc}") from None
+    if detach:
+        _start_detached(home, bars, speed, seed)
+        return
+    built = _build_bundled()
+    rows = _plugin_rows(home, built + list_deployed(home))
+    _configure_logging(home, verbose)
+
+    def ready(session: Session) -> None:
+        engine = session.engine
+        info = {"home": str(home), "session": engine.session, "pid": os.getpid(), "plugins": rows,
+                "organisms": [{"id": o.id, "strategy": o.strategy.name, "symbols": sorted(o.symbols),
+                               "allocation": o.allocation} for o in engine.organisms.values()],
+                "ledger": str(ledger_path(home)), "firehose": str(historical_dir(home) / engine.session),
+                "closed_stale_orders": session.closed}
+        if as_json:
+            _print_json(info)
+            sys.stdout.flush()
+            return
+        table = Table("plugin", "kind", "abi", "version", "sha256", "status", title="Allele plugins")
+        for r in rows:
+            table.add_row(r["name"], r["kind"], r["abi"], r["version"], r["sha256"][:12], r["status"])
+        out.print(table)
+        orgs = Table("organism", "strategy", "symbols", "allocation USD", title=f"paper session {engine.session}")
+        for o in info["organisms"]:
+            orgs.add_row(o["id"], o["strategy"], ", ".join(o["symbols"]), f"{o['allocation']:.2f}")
+        out.print(orgs)
+        out.print(f"home {home}: ledger trading.db, market recording historical/{engine.session}/, "
+                  "log logs/engine.log")
+        out.print("watch: `allele status`, `allele ledger fills`; stop: Ctrl-C or `allele stop`; "
+                  "kill switch: `allele kill-switch on`")
+
+    async def main() -> dict[str, Any]:
+        try:
+            session = await open_paper_session(home, config=cfg)
+        except (SessionError, ConfigError) as exc:
+            raise _fail(str(exc)) from None
+        await serve(session, home, status_interval_s=cfg.status_interval_s, on_ready=ready)
+        status: dict[str, Any] = session.engine.status()
+        return status
+
+    try:
+        final = asyncio.run(main())
+    except KeyboardInterrupt:
+        return
+    if as_json:
+        _print_json({"stopped": final})
+    else:
+        c = final["counters"]
+        out.print(f"stopped session {final['session']}: {c['events']} events, {c['signals']} signals, "
+                  f"{c['orders']} orders, {c['fills']} fills, {c['refused']} refused by risk; "
+                  f"equity {final['equity']:.2f} USD")
+
+
+def _start_detached(home: Path, bars: int | None, speed: float | None, seed: int | None) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "logs").mkdir(exist_ok=True)
+    log_file = home / "logs" / "engine.out"
+    args = [sys.executable, "-m", "allele.kernel.cli", "start"]
+    for name, value in (("--bars", bars), ("--speed", speed), ("--seed", seed)):
+        if value is not None:
+            args += [name, str(value)]
+    started = time.time()
+    with open(log_file, "ab") as sink:
+        child = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True, env={**os.environ, "ALLELE_HOME": str(home)})
+    with out.status("starting the engine (the first start builds and compiles the bundled plugins)"):
+        while time.time() - started < 600:
+            state = read_status(home)
+            if state is not None and state.get("pid") == child.pid:
+                break
+            if child.poll() is not None:
+                tail = log_file.read_text(errors="replace")[-2000:]
+                raise _fail(f"the engine exited with status {child.returncode} before it was ready; "
+                            f"the end of {log_file}:\n{tail}")
+            time.sleep(0.2)
+        else:
+            raise _fail(f"the engine (pid {child.pid}) was not ready after 600 s; see {log_file}")
+    out.print(f"engine running in the background: pid {child.pid}, home {home}")
+    out.print(f"output in {log_file}; `allele status` to watch, `allele stop` to stop")
+
+
+@app.command()
+def stop(timeout: Annotated[float, typer.Option(help="seconds to wait for a clean stop")] = 30.0) -> None:
+    """Stop the engine running for this home (SIGTERM: the ledger and the recording are closed cleanly)."""
+    home = allele_home()
+    pid = running_pid(home)
+    if pid is None:
+        raise _fail(f"no engine is running for {home}", code=1)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if running_pid(home) is None:
+            out.print(f"engine (pid {pid}) stopped")
+            return
+        time.sleep(0.1)
+    raise _fail(f"engine (pid {pid}) did not stop within {timeout:g} s; `kill -9 {pid}` ends it "
+                "(the ledger survives: every write is a committed transaction)", code=1)
+
+
+# --- status -----------------------------------------------------------------------------------------------------
+
+
+async def _ledger_summary(home: Path) -> dict[str, Any] | None:
+    path = ledger_path(home)
+    if not path.is_file():
+        return None
+    ledger = await Ledger.open(path)
+    try:
+        positions = [p for p in await ledger.positions() if p.quantity]
+        cash = await ledger.cash()
+        refusals = [d for d in await ledger.risk_decisions() if not d["accepted"]]
+        open_orders = await ledger.open_orders()
+        return {
+            "positions": [{"organism": p.organism, "symbol": p.symbol, "quantity": str(p.quantity),
+                           "avg_price": str(p.avg_price), "realized_pnl": str(p.realized_pnl)} for p in positions],
+            "cash": [{"organism": o, "currency": c, "amount": str(v)} for (o, c), v in sorted(cash.items())],
+            "open_orders": len(open_orders),
+            "risk_refusals": len(refusals),
+            "last_refusals": [{"organism": d["organism"], "symbol": d["symbol"], "rule": d["rule"],
+                               "reason": d["reason"]} for d in refusals[-5:]],
+        }
+    finally:
+        await ledger.close()
+
+
+@app.command()
+def status(as_json: JsonFlag = False) -> None:
+    """Engine, organisms, positions, P&L, risk state, deployed plugins and quarantined instances."""
+    home = allele_home()
+    pid = running_pid(home)
+    engine = read_status(home)
+    if engine is not None:
+        engine["state"] = "running" if pid is not None and engine.get("pid") == pid else "stopped"
+    deployed = [str(p) for p in list_deployed(home)]
+    quarantined = [q.__dict__ for q in read_quarantine_log(home)]
+    kill_reason = killswitch.reason(home)
+    ledger = _run(_ledger_summary(home))
+    report = {"home": str(home), "engine": engine, "kill_switch": {"engaged": kill_reason is not None,
+                                                                  "reason": kill_reason or ""},
+              "ledger": ledger, "deployed": deployed, "quarantined": quarantined}
+    if as_json:
+        _print_json(report)
+        return
+    out.print(f"home: {home}")
+    if engine is None:
+        out.print("engine: never started here (`allele start`)")
+    else:
+        c = engine["counters"]
+        out.print(f"engine: {engine['state']}" + (f" (pid {pid})" if engine["state"] == "running" else "")
+                  + f", session {engine['session']}, up {engine['uptime_s']:.0f} s, {c['events']} events, "
+                  f"{c['orders']} orders, {c['fills']} fills, equity {engine['equity']:.2f} USD")
+        table = Table("organism", "strategy", "active", "equity", "positions", "open orders", "signals",
+                      title="organisms")
+        for o in engine["organisms"]:
+            held = ", ".join(f"{s} {q:g}" for s, q in o["positions"].items()) or "-"
+            table.add_row(o["id"], o["strategy"], "quarantined" if o["quarantined"] else str(o["active"]).lower(),
+                          f"{o['equity']:.2f}", held, str(o["open_orders"]), str(o["signals"]))
+        out.print(table)
+    out.print("kill switch: " + (f"ENGAGED ({kill_reason})" if kill_reason is not None else "off"))
+    if ledger is not None:
+        out.print(f"ledger: {len(ledger['positions'])} open positions, {ledger['open_orders']} open orders, "
+                  f"{ledger['risk_refusals']} risk refusals")
+        for r in ledger["last_refusals"]:
+            out.print(f"  refused {r['organism']} {r['symbol']}: {r['reason']}")
+    out.print(f"deployed plugins: {len(deployed)}")
+    for p in deployed:
+        out.print(f"  {p}")
+    if not quarantined:
+        out.print("quarantined instances: none")
+        return
+    table = Table("instance", "sha256", "call", "reason", title=f"quarantined instances ({len(quarantined)})")
+    for q in quarantined:
+        table.add_row(q["instance"], q["sha256"][:12], q["call"], q["reason"])
+    out.print(table)
+
+
+# --- kill switch ----------------------------------------------------------------------------------------------
+
+
+@app.command("kill-switch")
+def kill_switch(state: Annotated[str, typer.Argument(help="on or off")],
+                reason: Annotated[str, typer.Option(help="why (recorded with the switch)")] = "engaged from the CLI",
+                as_json: JsonFlag = False) -> None:
+    """on: the running engine cancels every open order and refuses new ones until `off`. Survives restarts."""
+    home = allele_home()
+    if state not in ("on", "off"):
+        raise _fail(f"kill-switch takes 'on' or 'off', not {state!r}")
+    if state == "on":
+        killswitch.engage(home, reason)
+    else:
+        killswitch.clear(home)
+    engaged = killswitch.engaged(home)
+    if as_json:
+        _print_json({"engaged": engaged, "reason": killswitch.reason(home) or "", "file": str(
+            killswitch.kill_switch_path(home))})
+        return
+    out.print(f"kill switch {'ENGAGED' if engaged else 'off'} ({killswitch.kill_switch_path(home)})"
+              + ("; the running engine cancels open orders within a second" if engaged and running_pid(home)
+                 else ""))
+
+
+# --- backtest / replay ----------------------------------------------------------------------------------------
+
+
+def _parse_params(items: list[str]) -> dict[str, ParamValue]:
+    params: dict[str, ParamValue] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise _fail(f"--param takes NAME=VALUE, got {item!r}")
+        value: ParamValue
+        low = raw.strip().lower()
+        if low in ("true", "false"):
+            value = low == "true"
+        else:
+            try:
+                value = int(raw)
+            except ValueError:
+                try:
+                    value = float(raw)
+                except ValueError:
+                    value = raw
+        params[key.strip()] = value
+    return params
+
+
+def _progress(label: str) -> tuple[Progress, Callable[[int, int | None], None]]:
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err, transient=True)
+    task = progress.add_task(label, total=None)
+
+    def update(done: int, total: int | None) -> None:
+        if done % 500 == 0 or done == total:
+            progress.update(task, completed=done, total=total)
+
+    return progress, update
+
+
+@app.command()
+def backtest(strategy: Annotated[str, typer.Option(help="a strategy name (deployed or bundled) or a .wasm path")],
+             data: Annotated[str, typer.Option(help="a CSV (Date,Open,High,Low,Close,Volume), a recording, or "
+                                                    "synthetic:symbol=BTC-USD,bars=2000,seed=1,bar=1d")],
+             param: Annotated[list[str] | None, typer.Option(help="a parameter value, NAME=VALUE; repeatable")]
+             = None,
+             cash: Annotated[float, typer.Option(help="starting cash")] = 10_000.0,
+             commission: Annotated[float, typer.Option(help="fee as a fraction of each fill's notional")] = 0.0,
+             as_json: JsonFlag = False) -> None:
+    """Run one strategy over data through the engine: fills at the next bar's open, no look-ahead."""
+    home = allele_home()
+    params = _parse_params(param or [])
+    try:
+        spec = parse_data_spec(data)
+    except DataError as exc:
+        raise _fail(str(exc)) from None
+    progress, update = _progress(f"backtest {strategy}")
+    try:
+        with progress:
+            result = _run(run_backtest(home, strategy, params, spec, cash=cash, commission=commission,
+                                       host=_host(home), on_progress=None if as_json else update))
+    except (SessionError, DataError, ConfigError, RecordingError) as exc:
+        raise _fail(str(exc)) from None
+    report = result.to_json()
+    if as_json:
+        _print_json(report)
+        return
+    m = result.metrics
+    table = Table(show_header=False, box=None, title=f"backtest {result.strategy} {result.params}")
+    for key, value in (("data", spec.describe().get("path") or data), ("bars", f"{result.bars:,}"),
+                       ("total return", f"{m.return_pct:.2f} %"), ("final equity", f"{m.final_equity:,.2f}"),
+                       ("CAGR", f"{m.cagr_pct:.2f} %"), ("Sharpe", f"{m.sharpe:.3f}"),
+                       ("Sortino", f"{m.sortino:.3f}"), ("max drawdown", f"{m.max_drawdown_pct:.2f} %"),
+                       ("trades", str(m.trades)), ("win rate", f"{m.win_rate_pct:.1f} %"),
+                       ("exposure", f"{m.exposure_pct:.1f} %"), ("fees", f"{m.fees:,.2f}"),
+                       ("orders", str(result.orders)), ("risk refusals", str(result.refused))):
+        table.add_row(Text(key, style="bold"), str(value))
+    out.print(table)
+
+
+@app.command()
+def replay(recording: Annotated[Path | None, typer.Argument(help="a session folder or file under "
+                                                                 ".allele/historical/")] = None,
+           ledger: Annotated[Path | None, typer.Option(help="where the replay's ledger goes (default "
+                                                            ".allele/replays/<session>-<n>.db)")] = None,
+           as_json: JsonFlag = False) -> None:
+    """Run a recorded paper session through the same pipeline into a fresh ledger; without RECORDING, list them."""
+    home = allele_home()
+    if recording is None:
+        sessions = list_sessions(historical_dir(home))
+        if as_json:
+            _print_json([{"name": s.name, "path": str(s.path), "files": s.files, "bytes": s.bytes}
+                         for s in sessions])
+            return
+        table = Table("session", "files", "size", "path", title=f"recordings in {historical_dir(home)}")
+        for s in sessions:
+            table.add_row(s.name, str(s.files), f"{s.bytes / 2**20:.1f} MiB", str(s.path))
+        out.print(table)
+        return
+    if ledger is None:
+        replays = home / "replays"
+        n = 1
+        while (replays / f"{recording.name}-{n}.db").exists():
+            n += 1
+        ledger = replays / f"{recording.name}-{n}.db"
+
+    progress, update = _progress(f"replay {recording.name}")
+
+    async def main() -> dict[str, Any]:
+        session = await open_replay_session(home, recording, ledger, host=_host(home))
+        try:
+            await session.run(on_progress=None if as_json else (lambda n: update(n, None)))
+            status: dict[str, Any] = session.engine.status()
+            return status
+        finally:
+            await session.close()
+
+    try:
+        with progress:
+            final = _run(main())
+    except (SessionError, RecordingError, ConfigError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        _print_json({"ledger": str(ledger), **final})
+        return
+    c = final["counters"]
+    out.print(f"replayed {recording}: {c['events']} events, {c['orders']} orders, {c['fills']} fills, "
+              f"{c['refused']} refused by risk; ledger {ledger}")
+
+
+# --- ledger ---------------------------------------------------------------------------------------------------
+
+ledger_app = typer.Typer(help="What the ledger (.allele/trading.db) holds.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+OrganismOpt = Annotated[str | None, typer.Option(help="only this organism")]
+LimitOpt = Annotated[int, typer.Option(help="show at most this many rows (newest)")]
+
+
+def _open_ledger(home: Path) -> Callable[[Callable[[Ledger], Awaitable[T]]], T]:
+    path = ledger_path(home)
+    if not path.is_file():
+        raise _fail(f"no ledger at {path} yet: `allele start` creates it", code=1)
+
+    def use(fn: Callable[[Ledger], Awaitable[T]]) -> T:
+        async def main() -> T:
+            ledger = await Ledger.open(path)
+            try:
+                return await fn(ledger)
+            finally:
+                await ledger.close()
+
+        return asyncio.run(main())
+
+    return use
+
+
+def _emit(rows: list[dict[str, Any]], title: str, as_json: bool) -> None:
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        out.print(f"{title}: none")
+        return
+    table = Table(*rows[0].keys(), title=title)
+    for r in rows:
+        table.add_row(*("" if v is None else str(v) for v in r.values()))
+    out.print(table)
+
+
+@ledger_app.command("positions")
+def ledger_positions(organism: OrganismOpt = None, as_json: JsonFlag = False) -> None:
+    """Open positions per organism and symbol, with average price and realized P&L."""
+    rows = _open_ledger(allele_home())(lambda db: db.positions(organism))
+    _emit([{"organism": p.organism, "symbol": p.symbol, "quantity": str(p.quantity), "avg_price": str(p.avg_price),
+            "realized_pnl": str(p.realized_pnl)} for p in rows if p.quantity], "positions", as_json)
+
+
+@ledger_app.command("orders")
+def ledger_orders(organism: OrganismOpt = None, limit: LimitOpt = 50, as_json: JsonFlag = False) -> None:
+    """Orders, newest last, with status and filled quantity."""
+    rows = _open_ledger(allele_home())(lambda db: db.orders(organism))
+    _emit([{"client_order_id": o.client_order_id, "organism": o.organism, "symbol": o.symbol, "side": o.side,
+            "type": o.order_type, "quantity": str(o.quantity),
+            "limit_price": None if o.limit_price is None else str(o.limit_price), "status": o.status,
+            "filled": str(o.filled_quantity), "ts_ns": o.ts_ns} for o in rows[-limit:]], "orders", as_json)
+
+
+@ledger_app.command("fills")
+def ledger_fills(organism: OrganismOpt = None, limit: LimitOpt = 50, as_json: JsonFlag = False) -> None:
+    """Fills in the order they were applied."""
+    rows = _open_ledger(allele_home())(lambda db: db.fills(organism=organism))
+    _emit([{"client_order_id": f.client_order_id, "organism": f.organism, "symbol": f.symbol, "side": f.side,
+            "quantity": str(f.quantity), "price": str(f.price), "fee": str(f.fee), "ts_ns": f.ts_ns}
+           for f in rows[-limit:]], "fills", as_json)
+
+
+@ledger_app.command("pnl")
+def ledger_pnl(organism: OrganismOpt = None, as_json: JsonFlag = False) -> None:
+    """Per organism: cash, realized P&L, fees, open positions marked at their last fill price, equity."""
+
+    async def compute(db: Ledger) -> list[dict[str, Any]]:
+        fills = await db.fills(organism=organism)
+        last: dict[str, Decimal] = {}
+        fees: dict[str, Decimal] = {}
+        for f in fills:
+            last[f.symbol] = f.price
+            fees[f.organism] = fees.get(f.organism, Decimal(0)) + f.fee
+        cash = await db.cash(organism)
+        rows = []
+        for org in sorted({o for o, _ in cash}):
+            positions = await db.positions(org)
+            realized = sum((p.realized_pnl for p in positions), Decimal(0))
+            marked = sum((p.quantity * last.get(p.symbol, p.avg_price) for p in positions), Decimal(0))
+            unrealized = sum((p.quantity * (last.get(p.symbol, p.avg_price) - p.avg_price) for p in positions),
+                             Decimal(0))
+            money = sum((v for (o, _c), v in cash.items() if o == org), Decimal(0))
+            rows.append({"organism": org, "cash": str(money), "realized_pnl": str(realized),
+                         "unrealized_pnl": str(unrealized), "fees": str(fees.get(org, Decimal(0))),
+                         "equity": str(money + marked)})
+        return rows
+
+    _emit(_open_ledger(allele_home())(compute), "P&L", as_json)

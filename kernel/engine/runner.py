@@ -1,0 +1,157 @@
+"""`allele start`: run a paper session until stopped, with the things an operator needs around it.
+
+- `<home>/engine.pid` while running (what `allele stop` signals), removed on exit;
+- `<home>/engine.json`, rewritten every `status_interval_s`: the engine's status (organisms,
+  positions, P&L, counters, kill switch), what `allele status` prints;
+- hot swap: a deployed strategy (`allele deploy`) whose name an organism trades replaces that
+  organism's instance between two chunks of events: the old instance stops receiving events (its
+  open orders stay managed and its position stays with the organism), the new one is configured with
+  the organism's genome and starts. A plugin that fails to load or configure is refused, logged, and
+  the old instance keeps trading. Each swap is recorded in the ledger's audit log and the firehose.
+- SIGTERM / SIGINT stop the session cleanly: the firehose is closed (compressed) and the ledger closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from allele.kernel.plugin.errors import PluginError
+
+from .engine import Organism
+from .session import Session, SessionError, start_strategy, strategy_catalog
+
+log = logging.getLogger("allele.engine")
+
+
+def pid_path(home: Path) -> Path:
+    return home / "engine.pid"
+
+
+def status_path(home: Path) -> Path:
+    return home / "engine.json"
+
+
+def running_pid(home: Path) -> int | None:
+    """The pid of a live engine for this home, or None (a stale pid file is ignored)."""
+    try:
+        pid = int(pid_path(home).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def read_status(home: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(status_path(home).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+async def hot_swap(session: Session, home: Path) -> list[str]:
+    """Swap in newly deployed strategies for organisms that trade them by name; returns what was swapped."""
+    engine = session.engine
+    catalog = strategy_catalog(home)
+    swapped = []
+    for org in list(engine.organisms.values()):
+        if org.spec.strategy.endswith(".wasm") or org.spec.strategy not in catalog:
+            continue
+        path = catalog[org.spec.strategy]
+        try:
+            loaded = await asyncio.to_thread(session.host.load, path)
+        except PluginError as exc:
+            log.error("hot swap of %s for organism %s refused: %s", path.name, org.id, exc)
+            continue
+        if loaded.sha256 == org.plugin_sha256:
+            continue
+        try:
+            instance = await asyncio.to_thread(start_strategy, session.host, loaded, org.spec)
+        except SessionError as exc:
+            log.error("hot swap of %s refused: %s; the old instance keeps trading", path.name, exc)
+            continue
+        old = org.strategy
+        org.retired.append(old)
+        org.strategy, org.plugin_sha256, org.active = instance, loaded.sha256, True
+        await engine.ledger.audit("engine", "hot swap", {"organism": org.id, "plugin": str(path),
+                                                         "sha256": loaded.sha256, "previous": old.loaded.sha256})
+        if engine.firehose is not None:
+            engine.firehose.append({"k": "control", "swap": org.id, "sha256": loaded.sha256, "ts": engine.now_ns})
+        engine.bus.publish("organism", {"id": org.id, "status": "swapped", "sha256": loaded.sha256})
+        log.warning("organism %s now runs %s %s (%s)", org.id, loaded.name, loaded.manifest.version,
+                    loaded.sha256[:12])
+        swapped.append(org.id)
+    return swapped
+
+
+def _organism_row(org: Organism) -> dict[str, Any]:
+    return {"id": org.id, "strategy": org.strategy.name, "symbols": sorted(org.symbols),
+            "allocation": org.allocation, "sha256": org.plugin_sha256}
+
+
+async def serve(session: Session, home: Path, *, status_interval_s: float = 1.0,
+                on_ready: Callable[[Session], None] | None = None) -> None:
+    """Run `session` until its events end or SIGTERM/SIGINT; keep engine.json and engine.pid current."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    home.mkdir(parents=True, exist_ok=True)
+    pid_path(home).write_text(str(os.getpid()))
+    deployed = home / "plugins" / "strategies"
+
+    def write_status(state: str) -> None:
+        _write_json_atomic(status_path(home), {"state": state, "pid": os.getpid(), **session.engine.status(),
+                                               "organism_specs": [_organism_row(o) for o in
+                                                                  session.engine.organisms.values()]})
+
+    async def housekeeping() -> None:
+        seen = _dir_stamp(deployed)
+        while not stop.is_set():
+            write_status("running")
+            stamp = _dir_stamp(deployed)
+            if stamp != seen:
+                seen = stamp
+                await hot_swap(session, home)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), status_interval_s)
+
+    write_status("running")
+    if on_ready is not None:
+        on_ready(session)
+    keeper = asyncio.create_task(housekeeping())
+    try:
+        await session.run(stop=stop)
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await keeper
+        write_status("stopped")
+        await session.close()
+        pid_path(home).unlink(missing_ok=True)
+
+
+def _dir_stamp(directory: Path) -> tuple[tuple[str, int], ...]:
+    if not directory.is_dir():
+        return ()
+    return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in directory.glob("*.wasm")))
