@@ -270,7 +270,7 @@ async def test_an_order_past_its_deadline_is_expired_by_the_order_kernel(built, 
         await engine.on_event(MarketEvent("trade", "sim", symbol, engine.now_ns + 1, last),
                               [(arb, Signal(symbol, "units", 3.0, price))])
         [resting] = [o for o in engine.portfolio.open_orders.values() if o.limit_price == price]
-        for step in range(1, 6):  # 5 s of event time, past the 2 s deadline
+        for _ in range(5):  # 5 s of event time, past the 2 s deadline
             await engine.on_event(MarketEvent("trade", "sim", symbol, engine.now_ns + 10**9, last))
         events = await engine.ledger.order_events(resting.client_order_id)
         statuses = [e.status for e in events]
@@ -336,7 +336,7 @@ async def test_a_strategy_that_raises_fails_its_calls_only(built, tmp_path: Path
 
 
 async def test_bad_organism_settings_are_refused_naming_the_organism(built, tmp_path: Path) -> None:
-    with pytest.raises(SessionError, match="organism x: parameters .* refused"):
+    with pytest.raises(SessionError, match=r"organism x: parameters .* refused"):
         await paper(tmp_path, organisms=(OrganismSpec(id="x", strategy="sma_cross", params={"fast": 5000}),))
     with pytest.raises(SessionError, match="no strategy named 'nope'"):
         await paper(tmp_path, organisms=(OrganismSpec(id="y", strategy="nope"),))
