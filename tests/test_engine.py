@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from klines_venue import klines
 
 from allele.kernel.domain import FinalizedOrder, MarketEvent, Signal
-from allele.kernel.engine.config import DEFAULT_ORGANISMS, EngineConfig, OrganismSpec
+from allele.kernel.engine.config import DEFAULT_ORGANISMS, EngineConfig, OrganismSpec, SensorSpec
 from allele.kernel.engine.engine import Control, Engine
 from allele.kernel.engine.firehose import read_recording
 from allele.kernel.engine.session import Session, SessionError, open_paper_session, open_replay_session
@@ -406,3 +407,54 @@ def test_engine_loop_is_cancellable(built, tmp_path: Path) -> None:
             await s.close()
 
     assert asyncio.run(main()) >= 200
+
+
+# -- sensors --------------------------------------------------------------------------------------------------------
+
+
+async def test_sensor_readings_reach_the_organisms_that_list_them_and_replay_without_polling(
+        built, tmp_path: Path, venue: Any) -> None:
+    venue.serve(klines([100.0 + (i % 7) for i in range(61)]))
+    sensors = (SensorSpec(id="rv", sensor="realized_vol", params={"local_port": venue.port, "window": 60},
+                          poll_s=10.0),)
+    listening = OrganismSpec(id="sma-rv", strategy="sma_cross", params={"fast": 5, "slow": 20},
+                             symbols=("BTC-USD",), sensors=("rv",))
+    deaf = OrganismSpec(id="sma", strategy="sma_cross", params={"fast": 5, "slow": 20}, symbols=("ETH-USD",))
+    home = tmp_path / "home"
+    s = await open_paper_session(home, config=config(bars=60), organisms=(listening, deaf), sensors=sensors,
+                                 session="rv", start_ns=START_NS)
+    seen: dict[str, list[str]] = {"sma-rv": [], "sma": []}
+    for org in s.engine.organisms.values():
+        real = org.strategy.on_event
+
+        def spy(event: Any, _real: Any = real, _id: str = org.id) -> Any:
+            seen[_id].append(type(event).__name__)
+            return _real(event)
+
+        org.strategy.on_event = spy  # type: ignore[method-assign]
+    try:
+        await s.run()
+        paper_orders, paper_fills = await orders_and_fills(s.engine.ledger)
+        readings = s.engine.counters.readings
+    finally:
+        await s.close()
+    assert readings == 6 == len(venue.requests)  # 60 bars of 1 s, polled every 10 s of event time
+    assert seen["sma-rv"].count("Reading") == 6 and "MarketEvent" in seen["sma-rv"]  # live path, per event
+    assert seen["sma"] == []  # batched: never called per event, never given a reading
+    recorded = [r for r in read_recording(home / "historical" / "rv") if r["k"] == "reading"]
+    assert len(recorded) == 6 and recorded[0]["sensor_id"] == "rv" and recorded[0]["value"] > 0
+
+    venue.stop()  # the replay must not poll: it feeds the recorded readings
+    r = await open_replay_session(home, home / "historical" / "rv", tmp_path / "replay.db")
+    try:
+        await r.run()
+        assert r.engine.counters.readings == 6
+        assert await orders_and_fills(r.engine.ledger) == (paper_orders, paper_fills)
+    finally:
+        await r.close()
+
+
+async def test_an_organism_listing_an_unconfigured_sensor_is_refused(built, tmp_path: Path) -> None:
+    spec = OrganismSpec(id="x", strategy="sma_cross", sensors=("nope",))
+    with pytest.raises(SessionError, match=r"organism x: sensors \['nope'\] are not configured"):
+        await paper(tmp_path, organisms=(spec,))

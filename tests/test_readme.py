@@ -8,7 +8,7 @@ import re
 import pytest
 from pydantic import BaseModel
 
-from allele.kernel.engine.config import EngineConfig, OrganismSpec
+from allele.kernel.engine.config import EngineConfig, OrganismSpec, SensorSpec
 from allele.kernel.paths import SOURCE_ROOT
 from allele.kernel.plugin.limits import KindLimits
 from allele.kernel.risk import RiskConfig
@@ -25,7 +25,7 @@ def rows() -> dict[str, str]:
     return found
 
 
-@pytest.mark.parametrize("model", [EngineConfig, OrganismSpec, RiskConfig, KindLimits], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("model", [EngineConfig, OrganismSpec, SensorSpec, RiskConfig, KindLimits], ids=lambda m: m.__name__)
 def test_every_key_is_in_a_readme_table(model: type[BaseModel]) -> None:
     documented = rows()
     missing = [name for name in model.model_fields if name not in documented]

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from allele.kernel.config import ConfigError, config_path, describe_validation_error, load_table, read_config
 
+M = TypeVar("M", bound=BaseModel)
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -68,12 +69,31 @@ class OrganismSpec(BaseModel):
     symbols: tuple[str, ...] = Field(default=(), description="symbols it trades; empty = every venue symbol it accepts")
     binary: bool = Field(False, description="trade the binary-outcome markets instead of the continuous symbols")
     allocation: float | None = Field(None, gt=0, description="USD; None = an equal share of the global capital cap")
+    sensors: tuple[str, ...] = Field(default=(), description="ids of the [[sensors]] whose readings it receives")
 
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
         if not _ID.fullmatch(v):
             raise ValueError(f"{v!r} is not an organism id (letters, digits, _ . -; at most 64)")
+        return v
+
+
+class SensorSpec(BaseModel):
+    """One sensor feed: a sensor plugin (by name or .wasm path), its parameters, how often it is polled."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    sensor: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    poll_s: float = Field(60.0, gt=0, description="event-time seconds between two polls")
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not _ID.fullmatch(v):
+            raise ValueError(f"{v!r} is not a sensor id (letters, digits, _ . -; at most 64)")
         return v
 
 
@@ -91,21 +111,30 @@ def load_engine_config(home: Path) -> EngineConfig:
     return config
 
 
-def load_organisms(home: Path) -> tuple[OrganismSpec, ...]:
-    """`[[organisms]]` of `<home>/config.toml`, or `DEFAULT_ORGANISMS` when there are none."""
-    raw = read_config(home).get("organisms")
+def _load_list(home: Path, key: str, model: type[M]) -> tuple[M, ...] | None:
+    raw = read_config(home).get(key)
     if raw is None:
-        return DEFAULT_ORGANISMS
+        return None
     if not isinstance(raw, list) or not raw:
-        raise ConfigError(f"{config_path(home)}: organisms must be a non-empty array of tables ([[organisms]])")
+        raise ConfigError(f"{config_path(home)}: {key} must be a non-empty array of tables ([[{key}]])")
     specs = []
     for i, item in enumerate(raw):
         try:
-            specs.append(OrganismSpec.model_validate(item))
+            specs.append(model.model_validate(item))
         except ValidationError as exc:
-            raise ConfigError(f"{config_path(home)}: organisms[{i}]: {describe_validation_error(exc)}") from None
-    ids = [s.id for s in specs]
+            raise ConfigError(f"{config_path(home)}: {key}[{i}]: {describe_validation_error(exc)}") from None
+    ids = [str(getattr(s, "id")) for s in specs]  # noqa: B009 - M is any spec model with an id
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:
-        raise ConfigError(f"{config_path(home)}: organism ids repeat: {', '.join(repeated)}")
+        raise ConfigError(f"{config_path(home)}: {key} ids repeat: {', '.join(repeated)}")
     return tuple(specs)
+
+
+def load_organisms(home: Path) -> tuple[OrganismSpec, ...]:
+    """`[[organisms]]` of `<home>/config.toml`, or `DEFAULT_ORGANISMS` when there are none."""
+    return _load_list(home, "organisms", OrganismSpec) or DEFAULT_ORGANISMS
+
+
+def load_sensors(home: Path) -> tuple[SensorSpec, ...]:
+    """`[[sensors]]` of `<home>/config.toml` (none by default: the bundled sensor needs a klines endpoint)."""
+    return _load_list(home, "sensors", SensorSpec) or ()

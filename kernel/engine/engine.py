@@ -28,14 +28,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
-from allele.kernel.domain import FinalizedOrder, MarketEvent, OrderUpdate, Signal, VenueEvent
+from allele.kernel.domain import FinalizedOrder, MarketEvent, OrderUpdate, Reading, Signal, VenueEvent
 from allele.kernel.ledger import Ledger
 from allele.kernel.ledger.ledger import UnknownOrderError
 from allele.kernel.orders import frames as f
 from allele.kernel.plugin.errors import PluginCallError
-from allele.kernel.plugin.host import StrategyPlugin
+from allele.kernel.plugin.host import SensorPlugin, StrategyPlugin
 from allele.kernel.risk import OrderIntent, RiskDecision, RiskGate, killswitch
 
 from . import strategy_kernel
@@ -70,6 +70,32 @@ class Organism:
     def id(self) -> str:
         return self.spec.id
 
+    @property
+    def live(self) -> bool:
+        """Called per event, not in batches: a reading changes its state between market events, so its
+        answers are no longer a function of the market stream alone."""
+        return bool(self.spec.sensors)
+
+
+@dataclass(slots=True)
+class SensorFeed:
+    """A running sensor: polled every `poll_ns` of event time; its readings go to the organisms that list it."""
+
+    id: str
+    sensor: SensorPlugin
+    poll_ns: int
+    next_poll_ns: int = 0
+    readings: int = 0
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SensorReading:
+    """A reading in the event stream (a replay feeds the recorded ones instead of polling)."""
+
+    sensor_id: str
+    reading: Reading
+
 
 @dataclass(frozen=True, slots=True)
 class Control:
@@ -77,6 +103,19 @@ class Control:
 
     kill_switch: bool
     reason: str = ""
+
+
+StreamItem: TypeAlias = MarketEvent | Control | SensorReading
+
+
+def reading_record(sensor_id: str, r: Reading) -> dict[str, Any]:
+    return {"k": "reading", "sensor_id": sensor_id, "sensor": r.sensor, "name": r.name, "symbol": r.symbol,
+            "ts_ns": r.ts_ns, "value": r.value}
+
+
+def reading_from_record(d: dict[str, Any]) -> SensorReading:
+    return SensorReading(str(d["sensor_id"]), Reading(str(d["sensor"]), str(d["name"]), str(d["symbol"]),
+                                                       int(d["ts_ns"]), float(d["value"])))
 
 
 @dataclass(slots=True)
@@ -90,6 +129,7 @@ class Counters:
     fills: int = 0
     plugin_errors: int = 0
     unknown_updates: int = 0
+    readings: int = 0
 
     def to_json(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -105,10 +145,10 @@ def batch_columns(events: list[MarketEvent]) -> dict[str, Any]:
             "bid_size": [e.bid_size for e in events], "ask_size": [e.ask_size for e in events]}
 
 
-def _chunks(items: Iterator[MarketEvent | Control], size: int) -> Iterator[list[MarketEvent | Control]]:
+def _chunks(items: Iterator[StreamItem], size: int) -> Iterator[list[StreamItem]]:
     """Chunks of `size` market events; controls ride along without counting, so a recording with
     operator actions in it is chunked exactly as the live session that recorded it."""
-    chunk: list[MarketEvent | Control] = []
+    chunk: list[StreamItem] = []
     count = 0
     for item in items:
         chunk.append(item)
@@ -126,7 +166,8 @@ class Engine:
 
     def __init__(self, *, session: str, venue: Venue, organisms: Iterable[Organism], ledger: Ledger,
                  gate: RiskGate, order_path: OrderPath, ttl_ns: int, firehose: Firehose | None = None,
-                 bus: Bus | None = None, home: Path | None = None, batch_events: int = 256) -> None:
+                 bus: Bus | None = None, home: Path | None = None, batch_events: int = 256,
+                 sensors: Iterable[SensorFeed] = ()) -> None:
         self.session = session
         self.venue = venue
         self.organisms = {o.id: o for o in organisms}
@@ -138,6 +179,7 @@ class Engine:
         self.bus = bus or Bus()
         self.home = home
         self.batch_events = max(batch_events, 1)
+        self.sensors = list(sensors)
         self.portfolio = Portfolio()
         self.counters = Counters()
         self.now_ns = 0
@@ -197,7 +239,7 @@ class Engine:
 
     # --- the loop ----------------------------------------------------------------------------
 
-    async def run(self, events: Iterator[MarketEvent | Control], *, speed: float = 0.0,
+    async def run(self, events: Iterator[StreamItem], *, speed: float = 0.0,
                   stop: asyncio.Event | None = None, on_progress: Callable[[int], None] | None = None,
                   drain: bool = True) -> None:
         """Feed `events` through the pipeline until they end or `stop` is set.
@@ -217,6 +259,9 @@ class Engine:
                     break
                 if isinstance(item, Control):
                     await self.set_kill_switch(item.kill_switch, item.reason, self.now_ns)
+                    continue
+                if isinstance(item, SensorReading):
+                    await self.on_reading(item.sensor_id, item.reading)
                     continue
                 if speed > 0:
                     first_ts = item.ts_ns if first_ts is None else first_ts
@@ -245,7 +290,7 @@ class Engine:
         event is what makes a Python strategy affordable (a component call costs ~0.3 ms). A plugin
         error costs that organism the chunk's signals; a quarantine retires the organism."""
         out: dict[int, list[tuple[Organism, Signal]]] = {}
-        active = [o for o in self.organisms.values() if o.active]
+        active = [o for o in self.organisms.values() if o.active and not o.live]
         if not events or not active:
             return out
         if self.batch_events == 1:
@@ -307,8 +352,46 @@ class Engine:
         for org, sig in signals:
             if org.active:
                 await self._act(org, sig, event.ts_ns)
+        for org in list(self.organisms.values()):
+            if org.live and org.active:
+                for _row, sig in await self._call_on_event(org, event):
+                    await self._act(org, sig, event.ts_ns)
         if self.counters.events % 1000 == 0:
             self._snapshot(event.ts_ns)
+        for feed in self.sensors:
+            if feed.active and event.ts_ns >= feed.next_poll_ns:
+                await self._poll(feed, event.ts_ns)
+
+    async def _poll(self, feed: SensorFeed, ts_ns: int) -> None:
+        feed.next_poll_ns = ts_ns + feed.poll_ns
+        try:
+            readings = await feed.sensor.poll_async()
+        except PluginCallError as exc:
+            self.counters.plugin_errors += 1
+            log.error("sensor %s (%s) failed to poll: %s", feed.id, feed.sensor.name, exc)
+            if feed.sensor.quarantine_reason is not None:
+                feed.active = False
+            return
+        for reading in readings:
+            await self.on_reading(feed.id, reading)
+
+    async def on_reading(self, sensor_id: str, reading: Reading) -> None:
+        """A sensor's reading: recorded, published, and handed to every organism that lists the sensor."""
+        self.counters.readings += 1
+        if self.firehose is not None:
+            self.firehose.append(reading_record(sensor_id, reading))
+        self.bus.publish("tick", {"sensor": sensor_id, "name": reading.name, "symbol": reading.symbol,
+                                  "ts_ns": reading.ts_ns, "value": reading.value})
+        for org in list(self.organisms.values()):
+            if not org.active or sensor_id not in org.spec.sensors:
+                continue
+            try:
+                signals = org.strategy.on_event(reading)
+            except PluginCallError as exc:
+                self._plugin_failed(org, exc, f"reading {reading.sensor}/{reading.name}")
+                continue
+            for sig in signals:
+                await self._act(org, sig, self.now_ns)
 
     def _snapshot(self, ts_ns: int) -> None:
         self.portfolio.mark_high_water()

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from allele.kernel.domain import MarketEvent
 from allele.kernel.ledger import Ledger
 from allele.kernel.orders.port import SoftwareOrderKernel
 from allele.kernel.paths import SOURCE_ROOT
@@ -33,8 +32,8 @@ from allele.kernel.plugin.host import LoadedPlugin, PluginHost, StrategyPlugin
 from allele.kernel.risk import RiskConfig, RiskGate, load_risk_config
 
 from .bus import Bus
-from .config import EngineConfig, OrganismSpec, load_engine_config, load_organisms
-from .engine import Control, Engine, Organism
+from .config import EngineConfig, OrganismSpec, SensorSpec, load_engine_config, load_organisms, load_sensors
+from .engine import Control, Engine, Organism, SensorFeed, StreamItem, reading_from_record
 from .firehose import HEADER, Firehose, event_from_record, read_recording, recover
 from .order_path import OrderPath
 from .simvenue import SimVenue, SimVenueSpec
@@ -58,27 +57,37 @@ def historical_dir(home: Path) -> Path:
     return home / "historical"
 
 
-def strategy_catalog(home: Path) -> dict[str, Path]:
-    """Strategy name -> .wasm: the newest deployed one (`.allele/plugins/strategies/<name>-<hash>.wasm`)
-    wins over the bundled build (`build/plugins/strategies/<name>.wasm`)."""
-    catalog = {p.stem: p for p in sorted((BUNDLED_BUILD_DIR / "strategies").glob("*.wasm"))}
-    deployed = sorted((home / "plugins" / "strategies").glob("*.wasm"), key=lambda p: p.stat().st_mtime)
+def plugin_catalog(home: Path, kind_dir: str) -> dict[str, Path]:
+    """Plugin name -> .wasm for one kind folder ("strategies", "sensors"): the newest deployed one
+    (`.allele/plugins/<kind>/<name>-<hash>.wasm`) wins over the bundled build (`build/plugins/<kind>/<name>.wasm`)."""
+    catalog = {p.stem: p for p in sorted((BUNDLED_BUILD_DIR / kind_dir).glob("*.wasm"))}
+    deployed = sorted((home / "plugins" / kind_dir).glob("*.wasm"), key=lambda p: p.stat().st_mtime)
     for p in deployed:
         catalog[p.stem.rsplit("-", 1)[0]] = p
     return catalog
 
 
-def resolve_strategy(home: Path, strategy: str) -> Path:
-    if strategy.endswith(".wasm"):
-        path = Path(strategy).expanduser()
+def strategy_catalog(home: Path) -> dict[str, Path]:
+    return plugin_catalog(home, "strategies")
+
+
+def resolve_plugin(home: Path, name: str, kind_dir: str = "strategies") -> Path:
+    """A `.wasm` path as given, or the catalog's plugin of that name; SessionError lists the known names."""
+    what = {"strategies": "strategy", "sensors": "sensor", "exchanges": "exchange"}[kind_dir]
+    if name.endswith(".wasm"):
+        path = Path(name).expanduser()
         if not path.is_file():
-            raise SessionError(f"strategy file {path} does not exist")
+            raise SessionError(f"{what} file {path} does not exist")
         return path
-    catalog = strategy_catalog(home)
-    if strategy not in catalog:
+    catalog = plugin_catalog(home, kind_dir)
+    if name not in catalog:
         known = ", ".join(sorted(catalog)) or "none (run `allele build --bundled`)"
-        raise SessionError(f"no strategy named '{strategy}' is deployed or bundled; known: {known}")
-    return catalog[strategy]
+        raise SessionError(f"no {what} named '{name}' is deployed or bundled; known: {known}")
+    return catalog[name]
+
+
+def resolve_strategy(home: Path, strategy: str) -> Path:
+    return resolve_plugin(home, strategy, "strategies")
 
 
 def find_plugin_by_hash(home: Path, sha256: str) -> Path | None:
@@ -119,7 +128,7 @@ class Session:
     """A running engine and what feeds it."""
 
     engine: Engine
-    events: Callable[[], Iterator[MarketEvent | Control]]
+    events: Callable[[], Iterator[StreamItem]]
     header: dict[str, Any]
     host: PluginHost
     speed: float = 0.0
@@ -150,23 +159,53 @@ def _organisms(host: PluginHost, specs: tuple[OrganismSpec, ...], paths: dict[st
     return organisms
 
 
+def _sensors(home: Path, host: PluginHost, specs: tuple[SensorSpec, ...], start_ns: int) -> list[SensorFeed]:
+    feeds = []
+    for spec in specs:
+        try:
+            loaded = host.load(resolve_plugin(home, spec.sensor, "sensors"))
+        except PluginError as exc:
+            raise SessionError(f"sensor {spec.id}: {exc}") from None
+        if loaded.kind != "sensor":
+            raise SessionError(f"sensor {spec.id}: {loaded.source} is a {loaded.kind}, not a sensor")
+        instance = host.sensor(loaded)
+        try:
+            instance.configure(dict(spec.params))
+        except PluginError as exc:
+            raise SessionError(f"sensor {spec.id}: parameters {spec.params} refused: {exc}") from None
+        feeds.append(SensorFeed(spec.id, instance, int(spec.poll_s * 1e9), start_ns))
+    return feeds
+
+
+def _check_sensor_ids(organisms: tuple[OrganismSpec, ...], sensor_ids: set[str]) -> None:
+    for spec in organisms:
+        unknown = sorted(set(spec.sensors) - sensor_ids)
+        if unknown:
+            raise SessionError(f"organism {spec.id}: sensors {unknown} are not configured ([[sensors]] ids: "
+                               f"{sorted(sensor_ids) or 'none'})")
+
+
 def _engine(*, session: str, venue: SimVenue, organisms: list[Organism], ledger: Ledger, risk: RiskConfig,
             slots: int, ttl_ns: int, firehose: Firehose | None, home: Path | None, bus: Bus | None,
-            batch_events: int) -> Engine:
+            batch_events: int, sensors: list[SensorFeed] | None = None) -> Engine:
     instruments = {s: venue.instrument(s) for s in venue.symbols()}
     path = OrderPath(SoftwareOrderKernel(slots), instruments)
     return Engine(session=session, venue=venue, organisms=organisms, ledger=ledger, gate=RiskGate(risk),
-                  order_path=path, ttl_ns=ttl_ns, firehose=firehose, bus=bus, home=home, batch_events=batch_events)
+                  order_path=path, ttl_ns=ttl_ns, firehose=firehose, bus=bus, home=home, batch_events=batch_events,
+                  sensors=sensors or ())
 
 
 async def open_paper_session(home: Path, *, config: EngineConfig | None = None,
-                             organisms: tuple[OrganismSpec, ...] | None = None, host: PluginHost | None = None,
+                             organisms: tuple[OrganismSpec, ...] | None = None,
+                             sensors: tuple[SensorSpec, ...] | None = None, host: PluginHost | None = None,
                              session: str | None = None, bus: Bus | None = None,
                              start_ns: int | None = None) -> Session:
     """Paper trading on the simulated venue, configured from `<home>/config.toml` unless given."""
     cfg = config or load_engine_config(home)
     risk = load_risk_config(home)
     specs = organisms if organisms is not None else load_organisms(home)
+    sensor_specs = sensors if sensors is not None else load_sensors(home)
+    _check_sensor_ids(specs, {s.id for s in sensor_specs})
     host = host or PluginHost(home)
     session = session or time.strftime("p%Y%m%d-%H%M%S", time.gmtime())
     start = start_ns if start_ns is not None else time.time_ns() // 1_000_000_000 * 1_000_000_000
@@ -176,11 +215,14 @@ async def open_paper_session(home: Path, *, config: EngineConfig | None = None,
                          cfg.maker_fee, cfg.taker_fee, source.market.tick_size, source.market.lot_size)
     paths = {s.id: resolve_strategy(home, s.strategy) for s in specs}
     orgs = _organisms(host, specs, paths, risk, cfg.symbols, source.binary_symbols)
+    feeds = _sensors(home, host, sensor_specs, start)
     ttl_ns = int(cfg.order_ttl_s * 1e9)
     header = {"k": HEADER, "version": RECORDING_VERSION, "session": session, "mode": "paper",
               "source": source.describe(), "venue": vspec.to_json(), "risk": risk.model_dump(mode="json"),
               "order_kernel": {"kind": cfg.order_kernel, "slots": cfg.order_kernel_slots}, "ttl_ns": ttl_ns,
               "batch_events": cfg.batch_events,
+              "sensors": [{**f.model_dump(mode="json"), "plugin_sha256": feed.sensor.loaded.sha256}
+                          for f, feed in zip(sensor_specs, feeds, strict=True)],
               "organisms": [{**o.spec.model_dump(mode="json"), "allocation": o.allocation,
                              "plugin_sha256": o.plugin_sha256} for o in orgs]}
     firehose = None
@@ -191,7 +233,7 @@ async def open_paper_session(home: Path, *, config: EngineConfig | None = None,
     ledger = await Ledger.open(ledger_path(home), synchronous=cfg.ledger_sync)
     engine = _engine(session=session, venue=SimVenue(vspec), organisms=orgs, ledger=ledger, risk=risk,
                      slots=cfg.order_kernel_slots, ttl_ns=ttl_ns, firehose=firehose, home=home, bus=bus,
-                     batch_events=cfg.batch_events)
+                     batch_events=cfg.batch_events, sensors=feeds)
     closed = await engine.reconcile(venue_remembers=False)
     await engine.open_books()
     return Session(engine, source.events, header, host, cfg.speed, firehose, closed)
@@ -208,12 +250,14 @@ def read_header(recording: Path) -> dict[str, Any]:
     raise SessionError(f"{recording} does not start with a session header: it is not a paper session recording")
 
 
-def _replay_items(recording: Path) -> Iterator[MarketEvent | Control]:
+def _replay_items(recording: Path) -> Iterator[StreamItem]:
     source = RecordingSource(recording)
     for record in source.records():
         kind = record.get("k")
         if kind == "event":
             yield event_from_record(record)
+        elif kind == "reading":
+            yield reading_from_record(record)
         elif kind == "control" and "kill_switch" in record:
             yield Control(bool(record["kill_switch"]), str(record.get("reason", "")))
 
