@@ -99,6 +99,9 @@ async def test_a_paper_session_trades_and_the_ledger_agrees_with_the_engine(buil
         assert all(not binary for org, binary in traded if org != "completeness-arb")
         # No order was refused by the order kernel with the default limits.
         assert engine.counters.kernel_rejects == 0
+        # The plugin registry and the organisms are in the ledger too.
+        registered = {p["sha256"] for p in await ledger.plugins()}
+        assert {o.plugin_sha256 for o in engine.organisms.values()} <= registered
     finally:
         await s.close()
 
@@ -458,3 +461,35 @@ async def test_an_organism_listing_an_unconfigured_sensor_is_refused(built, tmp_
     spec = OrganismSpec(id="x", strategy="sma_cross", sensors=("nope",))
     with pytest.raises(SessionError, match=r"organism x: sensors \['nope'\] are not configured"):
         await paper(tmp_path, organisms=(spec,))
+
+
+async def test_a_new_limit_on_the_same_side_amends_the_live_order_in_place(built, tmp_path: Path) -> None:
+    spec = OrganismSpec(id="mm", strategy="sma_cross", symbols=("BTC-USD",), allocation=50.0)
+    s = await paper(tmp_path, organisms=(spec,), record=False)
+    try:
+        engine = s.engine
+        venue = RecordingVenue(engine.venue)
+        engine.venue = venue  # type: ignore[assignment]
+        await engine.run(iter(list(s.events())[:100]), drain=False)
+        org = engine.organisms["mm"]
+        last = engine.portfolio.last_price["BTC-USD"]
+        bid = round(last * 0.97, 2)
+        held = engine.portfolio.position("mm", "BTC-USD")
+        await engine.on_event(MarketEvent("trade", "sim", "BTC-USD", engine.now_ns + 1, last),
+                              [(org, Signal("BTC-USD", "units", 0.05, bid))])
+        [resting] = [o for o in engine.portfolio.open_orders.values() if o.limit_price == bid]
+        # The same side again, a new price and size: re-parameterized, not cancelled and re-sent.
+        target = (held + 0.08) * last / 50.0 * (1 + 0.0005)
+        await engine.on_event(MarketEvent("trade", "sim", "BTC-USD", engine.now_ns + 1, last),
+                              [(org, Signal("BTC-USD", "exposure", min(target, 1.0), round(bid + 0.5, 2)))])
+        assert venue.amended == [resting.client_order_id]
+        live = engine.portfolio.open_orders[resting.client_order_id]
+        assert live.limit_price == round(bid + 0.5, 2) and live.quantity != resting.quantity
+        assert [o.client_order_id for o in venue.submitted].count(resting.client_order_id) == 1
+        audit = [a for a in await engine.ledger.audit_log() if a["action"] == "amend"]
+        assert audit and audit[-1]["details"]["client_order_id"] == resting.client_order_id
+        await engine.on_event(MarketEvent("trade", "sim", "BTC-USD", engine.now_ns + 10**9, last))
+        events = await engine.ledger.order_events(resting.client_order_id)
+        assert [e.reason for e in events if e.status == "accepted"][-1] != ""  # the venue confirmed the amend
+    finally:
+        await s.close()

@@ -210,7 +210,14 @@ class Engine:
         for p in positions:
             if p.organism in self.organisms and p.quantity:
                 self.portfolio.positions.setdefault(p.organism, {})[p.symbol] = float(p.quantity)
+        for feed in self.sensors:
+            plugin = feed.sensor.loaded
+            await self.ledger.record_plugin(plugin.sha256, plugin.name, plugin.kind, plugin.manifest.version,
+                                            plugin.source)
         for org in self.organisms.values():
+            plugin = org.strategy.loaded
+            await self.ledger.record_plugin(plugin.sha256, plugin.name, plugin.kind, plugin.manifest.version,
+                                            plugin.source)
             await self.ledger.record_organism(org.id, {**org.spec.model_dump(mode="json"),
                                                        "plugin_sha256": org.plugin_sha256}, "paper")
             if org.id not in funded:
