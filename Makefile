@@ -33,6 +33,7 @@ test: lint
 
 bench: plugins
 	$(BIN)/python bench/plugin_calls.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache
