@@ -133,19 +133,21 @@ async def run_once(v: Variant, bars: int, record: bool) -> dict[str, Any]:
 
         # Instrumentation: instance attributes shadow the methods the engine calls through self.
         clock = time.perf_counter_ns
-        current = [0]
+        current = [0, 0]  # start of the current on_event, ledger time spent before it
         latencies: list[int] = []
+        latencies_ex_ledger: list[int] = []
         strategy_calls: list[int] = []
         on_event = engine.on_event
         submit = engine.venue.submit
         strategy_signals = engine.strategy_signals
 
         async def timed_on_event(event: MarketEvent, signals: Any = ()) -> None:
-            current[0] = clock()
+            current[0], current[1] = clock(), spent["ledger"]
             await on_event(event, signals)
 
         def timed_submit(order: FinalizedOrder, sent_ns: int) -> None:
             latencies.append(clock() - current[0])
+            latencies_ex_ledger.append(clock() - current[0] - (spent["ledger"] - current[1]))
             submit(order, sent_ns)
 
         async def timed_strategy(events: list[MarketEvent]) -> Any:
@@ -196,6 +198,9 @@ async def run_once(v: Variant, bars: int, record: bool) -> dict[str, Any]:
                 "latency_us": {"n": len(latencies), "p50": _pct(latencies, 0.50) / 1e3,
                                "p99": _pct(latencies, 0.99) / 1e3,
                                "max": max(latencies, default=0) / 1e3},
+                "latency_ex_ledger_us": {"p50": _pct(latencies_ex_ledger, 0.50) / 1e3,
+                                         "p99": _pct(latencies_ex_ledger, 0.99) / 1e3,
+                                         "max": max(latencies_ex_ledger, default=0) / 1e3},
                 "strategy_us_per_event": sum(strategy_calls) / events / 1e3,
                 "ledger_us_per_event": spent["ledger"] / events / 1e3,
                 "venue_advance_us_per_event": spent["venue_advance"] / events / 1e3,
@@ -222,6 +227,9 @@ def summarize(v: Variant, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "latency_us": {"orders": runs[0]["latency_us"]["n"], "p50": med(lambda r: r["latency_us"]["p50"]),
                        "p99": med(lambda r: r["latency_us"]["p99"]), "max": med(lambda r: r["latency_us"]["max"]),
                        "p99_worst_round": max(r["latency_us"]["p99"] for r in runs)},
+        "latency_ex_ledger_us": {"p50": med(lambda r: r["latency_ex_ledger_us"]["p50"]),
+                                 "p99": med(lambda r: r["latency_ex_ledger_us"]["p99"]),
+                                 "max": med(lambda r: r["latency_ex_ledger_us"]["max"])},
         "strategy_us_per_event": med(lambda r: r["strategy_us_per_event"]),
         "ledger_us_per_event": med(lambda r: r["ledger_us_per_event"]),
         "venue_advance_us_per_event": med(lambda r: r["venue_advance_us_per_event"]),
@@ -233,10 +241,11 @@ def summarize(v: Variant, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def verdicts(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Rate: every variant with bundled strategies. p99: those with ledger_sync="normal" (no fsync)."""
+    """Rate: every variant with bundled strategies. p99: those with ledger_sync="normal", with the time spent in
+    ledger writes taken out (the goal excludes the ledger's durable write)."""
     bundled = [r for r in results if not r["stub"]]
     rate = {r["variant"]: r["events_per_s"]["median"] for r in bundled}
-    p99 = {r["variant"]: r["latency_us"]["p99"] for r in bundled
+    p99 = {r["variant"]: r["latency_ex_ledger_us"]["p99"] for r in bundled
            if r["latency_us"]["orders"] and r["ledger_sync"] == "normal"}
     best = max(rate, key=rate.__getitem__) if rate else None
     return {
@@ -256,17 +265,19 @@ def print_table(report: dict[str, Any]) -> None:
     t = Table(title=f"Engine pipeline, paper mode: {report['bars']:,} bars, {report['rounds']} rounds, medians "
                     "(latency: on_event start -> order out of the order kernel, strategy call excluded)")
     for col in ("variant", "sync", "events", "events/s (min)", "vs base", "CPU µs/ev", "orders", "fills",
-                "lat. p50/p99/max µs", "strategy µs/ev", "call p50/max ms", "ledger µs/ev", "venue µs/ev"):
+                "lat. p50/p99/max µs", "ex-ledger p50/p99 µs", "strategy µs/ev", "call p50/max ms", "ledger µs/ev", "venue µs/ev"):
         t.add_column(col, justify="left" if col == "variant" else "right")
     for r in report["results"]:
         base = by_name.get(r["baseline"] or "")
         ratio = f"{r['events_per_s']['median'] / base['events_per_s']['median']:.2f}x" if base else "1.00x"
         lat = r["latency_us"]
         lat_s = f"{lat['p50']:,.0f} / {lat['p99']:,.0f} / {lat['max']:,.0f}" if lat["orders"] else "-"
+        ex = r["latency_ex_ledger_us"]
+        ex_s = f"{ex['p50']:,.0f} / {ex['p99']:,.0f}" if lat["orders"] else "-"
         sc = r["strategy_call_us"]
         t.add_row(r["variant"], r["ledger_sync"], f"{r['events']:,}",
                   f"{r['events_per_s']['median']:,.0f} ({r['events_per_s']['min']:,.0f})", ratio,
-                  f"{r['cpu_us_per_event']['median']:.0f}", f"{r['orders']:,}", f"{r['fills']:,}", lat_s,
+                  f"{r['cpu_us_per_event']['median']:.0f}", f"{r['orders']:,}", f"{r['fills']:,}", lat_s, ex_s,
                   f"{r['strategy_us_per_event']:.1f}", f"{sc['p50'] / 1e3:.2f} / {sc['max'] / 1e3:.2f}",
                   f"{r['ledger_us_per_event']:.0f}", f"{r['venue_advance_us_per_event']:.0f}")
     out.print(t)
@@ -280,10 +291,11 @@ def print_table(report: dict[str, Any]) -> None:
               f"{'met' if v['rate_met'] else 'NOT met'} (best: {v['best_rate']['variant']}, "
               f"{v['best_rate']['events_per_s']:,.0f}/s; below the goal: {rate}; "
               f"met by: {', '.join(v['rate_met_by']) or 'none'})")
-    over = listing(v["p99_not_met_by"], lambda r: f"{r['latency_us']['p99']:,.0f} µs")
-    under = listing(v["p99_met_by"], lambda r: f"{r['latency_us']['p99']:,.0f} µs")
-    out.print(f"goal p99 < {P99_GOAL_US:,} µs, event -> order out of the order kernel, ledger_sync=normal, strategy "
-              f"call excluded: {'met' if v['p99_met'] else 'NOT met'} (over: {over}; under: {under})")
+    over = listing(v["p99_not_met_by"], lambda r: f"{r['latency_ex_ledger_us']['p99']:,.0f} µs")
+    under = listing(v["p99_met_by"], lambda r: f"{r['latency_ex_ledger_us']['p99']:,.0f} µs")
+    out.print(f"goal p99 < {P99_GOAL_US:,} µs, event -> order out of the order kernel, excluding the ledger's writes "
+              f"(ledger_sync=normal) and the batched strategy call: {'met' if v['p99_met'] else 'NOT met'} "
+              f"(over: {over}; under: {under})")
     out.print("The strategy is called once per chunk of batch_events events, before on_event (Engine.strategy_signals)"
               ", so the latency above excludes it. Spread over the events it is 'strategy µs/ev'; for an event at "
               "the start of a chunk it adds up to one whole call ('call p50/max'). 'ledger' and 'venue' are the wall "

@@ -190,6 +190,7 @@ class Engine:
         self._seq = 0
         self._next_deadline: int | None = None
         self._kill_checked = 0.0
+        self._checkpointed = time.monotonic()
         self.started_wall = time.time()
         self.equity_curve: list[tuple[int, float]] = []
 
@@ -282,6 +283,9 @@ class Engine:
                     on_progress(n)
             if stop is not None and stop.is_set():
                 break
+            if time.monotonic() - self._checkpointed > 1.0:
+                self._checkpointed = time.monotonic()
+                await self.ledger.checkpoint()  # between chunks: never inside an order's path
             await asyncio.sleep(0)  # let the API, the status writer and signal handlers in
         if drain:
             await self._venue_updates(self.venue.drain())

@@ -39,6 +39,7 @@ class OrderPath:
         self._names: dict[int, str] = {}
         self._open: set[int] = set()
         self._ref: dict[int, int] = {}
+        self._wanted_ref: dict[int, int] = {}
         self.frames_in = 0
         self.frames_out = 0
 
@@ -101,17 +102,21 @@ class OrderPath:
                                 max_lots * 100, burst, 60_000_000_000 // burst))
 
     def reference_price(self, symbol: str, price: float) -> None:
+        """Note the symbol's reference price. The REF_PRICE frame goes out only before the next NEW_ORDER or
+        AMEND on that symbol (the only frames whose checks read it), not on every tick."""
         sid = self.symbol_ids.get(symbol)
-        if sid is None:
-            return
-        inst = self.instruments[symbol]
-        ticks = max(round(price / inst.tick_size), 1)
-        if self._ref.get(sid) != ticks:
+        if sid is not None:
+            self._wanted_ref[sid] = max(round(price / self.instruments[symbol].tick_size), 1)
+
+    def _sync_ref(self, sid: int) -> None:
+        ticks = self._wanted_ref.get(sid)
+        if ticks is not None and self._ref.get(sid) != ticks:
             self._ref[sid] = ticks
             self._send(f.RefPrice(sid, ticks))
 
     def new_order(self, order: FinalizedOrder) -> list[f.OutboundMessage]:
         cid = self.kernel_id(order.client_order_id)
+        self._sync_ref(self.symbol_ids[order.symbol])
         price = 0 if order.limit_price is None else self._ticks(order.symbol, order.limit_price)
         msg = f.NewOrder(cid, self.symbol_ids[order.symbol], _SIDE[order.side], _TYPE[order.order_type],
                          _TIF[order.time_in_force], price, self._lots(order.symbol, order.quantity), order.ts_ns,
@@ -124,6 +129,7 @@ class OrderPath:
     def amend(self, client_order_id: str, symbol: str, ts_ns: int, total_quantity: float,
               limit_price: float | None) -> list[f.OutboundMessage]:
         price = 0 if limit_price is None else self._ticks(symbol, limit_price)
+        self._sync_ref(self.symbol_ids[symbol])
         return self._send(f.Amend(self.kernel_id(client_order_id), price, self._lots(symbol, total_quantity), ts_ns))
 
     def cancel(self, client_order_id: str, ts_ns: int) -> list[f.OutboundMessage]:

@@ -1,4 +1,4 @@
-"""allele.kernel.ledger: the SQLite ledger (aiosqlite, WAL). Everything is written here before it is acted on."""
+"""allele.kernel.ledger: the SQLite ledger (WAL, synchronous=FULL). Everything is written here before it is acted on."""
 
 from .ledger import (
     OPEN_STATUSES,

@@ -15,6 +15,13 @@ Contract:
 - `rebuild_positions` recomputes positions from the fills and returns where the positions
   table differs (crash recovery; with `repair=True` it also overwrites the table).
 
+The methods are coroutines, but the SQLite calls run on the caller's thread, not in a worker
+thread: a transaction costs ~20 µs that way against 300-580 µs through aiosqlite, whose per-
+statement thread hand-offs dominated the engine's time (bench/pipeline.py). The price: with
+synchronous=FULL the event loop waits for the disk's fsync at each commit (that wait is what
+"in the ledger before it is acted on" means); and another process holding the write lock can
+stall the loop for up to busy_timeout (5 s).
+
 Numbers are `Decimal` in Python and canonical decimal TEXT in SQLite (see schema.py). A
 float from the domain objects enters via `repr`, so 0.1 is Decimal('0.1'), not the binary
 expansion. Realized P&L excludes fees; fees are debited from cash in their own currency.
@@ -22,18 +29,17 @@ expansion. Realized P&L excludes fees; fees are debited from cash in their own c
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
-
-import aiosqlite
 
 from allele.kernel.domain import FinalizedOrder, OrderUpdate
 
@@ -190,14 +196,9 @@ def _opt(value: str | None) -> Decimal | None:
 class Ledger:
     """An open ledger database. Not shared across processes' writers: one kernel owns it."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self._db = db
         self.path = path
-        # One connection, many coroutines: transactions must not interleave on it.
-        # Reads take the lock too, so a query never sees another coroutine's uncommitted
-        # writes (same connection); `_owner` lets reads inside a transaction through.
-        self._lock = asyncio.Lock()
-        self._owner: asyncio.Task[Any] | None = None
 
     @classmethod
     async def open(cls, path: str | Path, *, synchronous: Literal["full", "normal", "off"] = "full") -> Ledger:
@@ -210,22 +211,32 @@ class Ledger:
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so the write lock is
         # taken at the start of a transaction and never upgraded half-way (no SQLITE_BUSY
         # surprises), and the transaction boundaries are exactly the method boundaries.
-        db = await aiosqlite.connect(path, isolation_level=None)
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA journal_mode=WAL")
             # FULL: the WAL is fsynced at every commit. With NORMAL a commit can be lost on
             # power failure; an order recorded but then lost could be sent again on restart.
-            await db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-            await db.execute("PRAGMA foreign_keys=ON")
-            await db.execute("PRAGMA busy_timeout=5000")
-            await apply_migrations(db, time.time_ns())
+            db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.execute("PRAGMA wal_autocheckpoint=0")  # see `checkpoint`
+            apply_migrations(db, time.time_ns())
         except BaseException:
-            await db.close()
+            db.close()
             raise
         return cls(db, path)
 
+    async def checkpoint(self) -> None:
+        """Copy the WAL into the database file (PASSIVE: never waits for readers). Automatic checkpoints
+        are off, because one would land inside some commit and stall that order for milliseconds (it
+        fsyncs the database file); the engine calls this between chunks of events instead."""
+        with contextlib.suppress(sqlite3.OperationalError):  # busy: try again next time
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     async def close(self) -> None:
-        await self._db.close()
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -235,41 +246,27 @@ class Ledger:
     ) -> None:
         await self.close()
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            self._owner = asyncio.current_task()
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                except BaseException:
-                    await self._db.execute("ROLLBACK")
-                    raise
-                await self._db.execute("COMMIT")
-            finally:
-                self._owner = None
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
-    async def _fetch(self, sql: str, params: Iterable[Any], one: bool) -> Any:
-        if self._owner is not None and self._owner is asyncio.current_task():
-            async with self._db.execute(sql, tuple(params)) as cur:
-                return await cur.fetchone() if one else list(await cur.fetchall())
-        async with self._lock:
-            async with self._db.execute(sql, tuple(params)) as cur:
-                return await cur.fetchone() if one else list(await cur.fetchall())
+    def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        return self._db.execute(sql, tuple(params)).fetchone()
 
-    async def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        return await self._fetch(sql, params, one=True)
-
-    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-        result: list[Any] = await self._fetch(sql, params, one=False)
-        return result
+    def _all(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        return self._db.execute(sql, tuple(params)).fetchall()
 
     async def pragma(self, name: str) -> Any:
         """The value of a PRAGMA (for checks and tests), e.g. 'journal_mode'."""
         if not name.replace("_", "").isalnum():
             raise ValueError(f"not a pragma name: {name!r}")
-        row = await self._one(f"PRAGMA {name}")
+        row = self._one(f"PRAGMA {name}")
         return None if row is None else row[0]
 
     # --- writes -------------------------------------------------------------------------
@@ -281,8 +278,8 @@ class Ledger:
         """
         now = time.time_ns()
         try:
-            async with self._transaction() as db:
-                await db.execute(
+            with self._transaction() as db:
+                db.execute(
                     """INSERT INTO orders (client_order_id, organism, symbol, side, type, quantity, limit_price,
                        tif, ts_ns, deadline_ns, currency, status, created_ns, updated_ns)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?)""",
@@ -302,13 +299,13 @@ class Ledger:
                         now,
                     ),
                 )
-                await db.execute(
+                db.execute(
                     """INSERT INTO order_events (client_order_id, seq, status, venue_order_id, fill_quantity,
                        fill_price, fee, fee_currency, reason, ts_ns, recorded_ns)
                        VALUES (?, 0, 'new', '', '0', '0', '0', '', 'recorded', ?, ?)""",
                     (order.client_order_id, order.ts_ns, now),
                 )
-        except aiosqlite.IntegrityError as e:
+        except sqlite3.IntegrityError as e:
             if "orders.client_order_id" in str(e):
                 raise DuplicateOrderError(
                     f"client order id {order.client_order_id!r} is already in the ledger; refusing to record "
@@ -329,8 +326,8 @@ class Ledger:
         fee = dec(update.fee)
         if qty < 0:
             raise LedgerError(f"order {update.client_order_id!r}: negative fill quantity {qty}")
-        async with self._transaction() as db:
-            row = await self._one(
+        with self._transaction() as db:
+            row = self._one(
                 "SELECT organism, symbol, side, quantity, filled_quantity, currency FROM orders "
                 "WHERE client_order_id = ?",
                 (update.client_order_id,),
@@ -341,7 +338,7 @@ class Ledger:
             fill: Fill | None = None
             if qty > 0:
                 key = fill_id if fill_id is not None else _fill_key(update)
-                seen = await self._one(
+                seen = self._one(
                     "SELECT 1 FROM fills WHERE client_order_id = ? AND fill_id = ?", (update.client_order_id, key)
                 )
                 if seen is not None:
@@ -356,14 +353,14 @@ class Ledger:
                 fill = Fill(
                     update.client_order_id, key, organism, symbol, side, qty, price, fee, fee_currency, update.ts_ns
                 )
-                await self._apply_fill(db, fill, currency, now)
+                self._apply_fill(db, fill, currency, now)
                 filled = text(new_filled)
-            seq_row = await self._one(
+            seq_row = self._one(
                 "SELECT COALESCE(MAX(seq), -1) + 1 FROM order_events WHERE client_order_id = ?",
                 (update.client_order_id,),
             )
             seq = int(seq_row[0])
-            await db.execute(
+            db.execute(
                 """INSERT INTO order_events (client_order_id, seq, status, venue_order_id, fill_quantity, fill_price,
                    fee, fee_currency, reason, ts_ns, recorded_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
@@ -380,7 +377,7 @@ class Ledger:
                     now,
                 ),
             )
-            await db.execute(
+            db.execute(
                 """UPDATE orders SET status = ?, filled_quantity = ?,
                    venue_order_id = CASE WHEN ? != '' THEN ? ELSE venue_order_id END, updated_ns = ?
                    WHERE client_order_id = ?""",
@@ -388,8 +385,8 @@ class Ledger:
             )
         return RecordedUpdate(update.client_order_id, seq, False, fill)
 
-    async def _apply_fill(self, db: aiosqlite.Connection, fill: Fill, currency: str, now: int) -> None:
-        await db.execute(
+    def _apply_fill(self, db: sqlite3.Connection, fill: Fill, currency: str, now: int) -> None:
+        db.execute(
             """INSERT INTO fills (client_order_id, fill_id, organism, symbol, side, quantity, price, fee,
                fee_currency, ts_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
@@ -405,7 +402,7 @@ class Ledger:
                 fill.ts_ns,
             ),
         )
-        pos_row = await self._one(
+        pos_row = self._one(
             "SELECT quantity, avg_price, realized_pnl FROM positions WHERE organism = ? AND symbol = ?",
             (fill.organism, fill.symbol),
         )
@@ -413,7 +410,7 @@ class Ledger:
         if pos_row is not None:
             pos = Position(fill.organism, fill.symbol, Decimal(pos_row[0]), Decimal(pos_row[1]), Decimal(pos_row[2]))
         pos = apply_fill(pos, fill.side, fill.quantity, fill.price)
-        await db.execute(
+        db.execute(
             """INSERT INTO positions (organism, symbol, quantity, avg_price, realized_pnl, updated_ns)
                VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (organism, symbol) DO UPDATE SET quantity = excluded.quantity,
                avg_price = excluded.avg_price, realized_pnl = excluded.realized_pnl,
@@ -421,14 +418,14 @@ class Ledger:
             (fill.organism, fill.symbol, text(pos.quantity), text(pos.avg_price), text(pos.realized_pnl), now),
         )
         notional = fill.quantity * fill.price
-        await self._add_cash(db, fill.organism, currency, -notional if fill.side == "buy" else notional, now)
+        self._add_cash(db, fill.organism, currency, -notional if fill.side == "buy" else notional, now)
         if fill.fee:
-            await self._add_cash(db, fill.organism, fill.fee_currency, -fill.fee, now)
+            self._add_cash(db, fill.organism, fill.fee_currency, -fill.fee, now)
 
-    async def _add_cash(self, db: aiosqlite.Connection, organism: str, currency: str, delta: Decimal, now: int) -> None:
-        row = await self._one("SELECT amount FROM cash WHERE organism = ? AND currency = ?", (organism, currency))
+    def _add_cash(self, db: sqlite3.Connection, organism: str, currency: str, delta: Decimal, now: int) -> None:
+        row = self._one("SELECT amount FROM cash WHERE organism = ? AND currency = ?", (organism, currency))
         amount = (Decimal(row[0]) if row else ZERO) + delta
-        await db.execute(
+        db.execute(
             """INSERT INTO cash (organism, currency, amount, updated_ns) VALUES (?, ?, ?, ?)
                ON CONFLICT (organism, currency) DO UPDATE SET amount = excluded.amount,
                updated_ns = excluded.updated_ns""",
@@ -437,8 +434,8 @@ class Ledger:
 
     async def deposit(self, organism: str, currency: str, amount: Decimal | float | str) -> None:
         """Credit (or, negative, debit) an organism's cash outside of any fill: allocations."""
-        async with self._transaction() as db:
-            await self._add_cash(db, organism, currency, dec(amount), time.time_ns())
+        with self._transaction() as db:
+            self._add_cash(db, organism, currency, dec(amount), time.time_ns())
 
     async def record_risk_decision(
         self,
@@ -451,8 +448,8 @@ class Ledger:
         client_order_id: str | None = None,
     ) -> None:
         """Record a risk gate verdict (accepted or not, which rule, why)."""
-        async with self._transaction() as db:
-            await db.execute(
+        with self._transaction() as db:
+            db.execute(
                 """INSERT INTO risk_decisions (ts_ns, organism, symbol, client_order_id, accepted, rule, reason)
                    VALUES (?, ?, ?, ?, ?, ?, ?)""",
                 (
@@ -470,8 +467,8 @@ class Ledger:
         self, sha256: str, name: str, kind: str, version: str, path: str | Path, deployed_ns: int | None = None
     ) -> None:
         """Record a deployed plugin by content hash; redeploying the same hash updates its row."""
-        async with self._transaction() as db:
-            await db.execute(
+        with self._transaction() as db:
+            db.execute(
                 """INSERT INTO plugins (sha256, name, kind, version, path, deployed_ns) VALUES (?, ?, ?, ?, ?, ?)
                    ON CONFLICT (sha256) DO UPDATE SET name = excluded.name, kind = excluded.kind,
                    version = excluded.version, path = excluded.path, deployed_ns = excluded.deployed_ns""",
@@ -481,8 +478,8 @@ class Ledger:
     async def record_organism(self, organism_id: str, spec: Mapping[str, Any], status: str) -> None:
         """Insert or update an organism (spec stored as JSON)."""
         now = time.time_ns()
-        async with self._transaction() as db:
-            await db.execute(
+        with self._transaction() as db:
+            db.execute(
                 """INSERT INTO organisms (id, spec, status, created_ns, updated_ns) VALUES (?, ?, ?, ?, ?)
                    ON CONFLICT (id) DO UPDATE SET spec = excluded.spec, status = excluded.status,
                    updated_ns = excluded.updated_ns""",
@@ -491,8 +488,8 @@ class Ledger:
 
     async def audit(self, actor: str, action: str, details: Mapping[str, Any] | None = None) -> None:
         """Append to the audit log (details as JSON)."""
-        async with self._transaction() as db:
-            await db.execute(
+        with self._transaction() as db:
+            db.execute(
                 "INSERT INTO audit_log (ts_ns, actor, action, details) VALUES (?, ?, ?, ?)",
                 (time.time_ns(), actor, action, json.dumps(dict(details or {}), sort_keys=True, default=str)),
             )
@@ -525,7 +522,7 @@ class Ledger:
 
     async def orders(self, organism: str | None = None, status: str | None = None) -> list[LedgerOrder]:
         """Orders, optionally filtered by organism and/or status, in recording order."""
-        rows = await self._all(
+        rows = self._all(
             f"SELECT {self._ORDER_COLUMNS} FROM orders WHERE (? IS NULL OR organism = ?) AND (? IS NULL OR status = ?) "
             "ORDER BY created_ns, rowid",
             (organism, organism, status, status),
@@ -533,20 +530,20 @@ class Ledger:
         return [self._order(r) for r in rows]
 
     async def order(self, client_order_id: str) -> LedgerOrder | None:
-        row = await self._one(f"SELECT {self._ORDER_COLUMNS} FROM orders WHERE client_order_id = ?", (client_order_id,))
+        row = self._one(f"SELECT {self._ORDER_COLUMNS} FROM orders WHERE client_order_id = ?", (client_order_id,))
         return None if row is None else self._order(row)
 
     async def open_orders(self) -> list[LedgerOrder]:
         """Orders that may still trade (new, accepted, partially-filled): reconcile these on restart."""
         marks = ", ".join("?" for _ in OPEN_STATUSES)
-        rows = await self._all(
+        rows = self._all(
             f"SELECT {self._ORDER_COLUMNS} FROM orders WHERE status IN ({marks}) ORDER BY created_ns, rowid",
             OPEN_STATUSES,
         )
         return [self._order(r) for r in rows]
 
     async def order_events(self, client_order_id: str) -> list[OrderEvent]:
-        rows = await self._all(
+        rows = self._all(
             """SELECT client_order_id, seq, status, venue_order_id, fill_quantity, fill_price, fee, fee_currency,
                reason, ts_ns FROM order_events WHERE client_order_id = ? ORDER BY seq""",
             (client_order_id,),
@@ -560,7 +557,7 @@ class Ledger:
         self, client_order_id: str | None = None, organism: str | None = None, symbol: str | None = None
     ) -> list[Fill]:
         """Fills in the order they were applied, optionally filtered."""
-        rows = await self._all(
+        rows = self._all(
             """SELECT client_order_id, fill_id, organism, symbol, side, quantity, price, fee, fee_currency, ts_ns
                FROM fills WHERE (? IS NULL OR client_order_id = ?) AND (? IS NULL OR organism = ?)
                AND (? IS NULL OR symbol = ?) ORDER BY id""",
@@ -571,7 +568,7 @@ class Ledger:
         ]
 
     async def positions(self, organism: str | None = None) -> list[Position]:
-        rows = await self._all(
+        rows = self._all(
             "SELECT organism, symbol, quantity, avg_price, realized_pnl FROM positions "
             "WHERE (? IS NULL OR organism = ?) ORDER BY organism, symbol",
             (organism, organism),
@@ -580,13 +577,13 @@ class Ledger:
 
     async def cash(self, organism: str | None = None) -> dict[tuple[str, str], Decimal]:
         """Cash by (organism, currency)."""
-        rows = await self._all(
+        rows = self._all(
             "SELECT organism, currency, amount FROM cash WHERE (? IS NULL OR organism = ?)", (organism, organism)
         )
         return {(r[0], r[1]): Decimal(r[2]) for r in rows}
 
     async def risk_decisions(self, organism: str | None = None) -> list[dict[str, Any]]:
-        rows = await self._all(
+        rows = self._all(
             "SELECT ts_ns, organism, symbol, client_order_id, accepted, rule, reason FROM risk_decisions "
             "WHERE (? IS NULL OR organism = ?) ORDER BY id",
             (organism, organism),
@@ -595,11 +592,11 @@ class Ledger:
         return [{**dict(zip(keys, r, strict=True)), "accepted": bool(r[4])} for r in rows]
 
     async def audit_log(self) -> list[dict[str, Any]]:
-        rows = await self._all("SELECT ts_ns, actor, action, details FROM audit_log ORDER BY id")
+        rows = self._all("SELECT ts_ns, actor, action, details FROM audit_log ORDER BY id")
         return [{"ts_ns": r[0], "actor": r[1], "action": r[2], "details": json.loads(r[3])} for r in rows]
 
     async def plugins(self) -> list[dict[str, Any]]:
-        rows = await self._all(
+        rows = self._all(
             "SELECT sha256, name, kind, version, path, deployed_ns FROM plugins ORDER BY deployed_ns"
         )
         keys = ("sha256", "name", "kind", "version", "path", "deployed_ns")
@@ -607,7 +604,7 @@ class Ledger:
 
     async def integrity_check(self) -> str:
         """SQLite's `PRAGMA integrity_check` result ('ok' when sound)."""
-        row = await self._one("PRAGMA integrity_check")
+        row = self._one("PRAGMA integrity_check")
         return str(row[0]) if row else ""
 
     # --- recovery -----------------------------------------------------------------------
@@ -619,7 +616,7 @@ class Ledger:
         in one transaction, a mismatch means something outside the ledger touched the table;
         `repair=True` then overwrites the table with the rebuilt positions.
         """
-        async with self._transaction() as db:
+        with self._transaction() as db:
             rebuilt: dict[tuple[str, str], Position] = {}
             for f in await self.fills():
                 key = (f.organism, f.symbol)
@@ -633,9 +630,9 @@ class Ledger:
             ]
             if repair and mismatches:
                 now = time.time_ns()
-                await db.execute("DELETE FROM positions")
+                db.execute("DELETE FROM positions")
                 for p in rebuilt.values():
-                    await db.execute(
+                    db.execute(
                         """INSERT INTO positions (organism, symbol, quantity, avg_price, realized_pnl, updated_ns)
                            VALUES (?, ?, ?, ?, ?, ?)""",
                         (p.organism, p.symbol, text(p.quantity), text(p.avg_price), text(p.realized_pnl), now),

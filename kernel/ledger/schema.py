@@ -13,9 +13,8 @@ the crash-recovery check compares them exactly. Timestamps are INTEGER nanosecon
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
-
-import aiosqlite
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,15 +136,14 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-async def current_version(db: aiosqlite.Connection) -> int:
+def current_version(db: sqlite3.Connection) -> int:
     """The highest applied migration version (0 for an empty database)."""
-    await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_ns INTEGER)")
-    async with db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as cur:
-        row = await cur.fetchone()
+    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_ns INTEGER)")
+    row = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
     return int(row[0]) if row else 0
 
 
-async def apply_migrations(db: aiosqlite.Connection, now_ns: int) -> list[int]:
+def apply_migrations(db: sqlite3.Connection, now_ns: int) -> list[int]:
     """Apply the migrations not yet recorded; returns the versions applied now.
 
     `db` must be in autocommit mode (isolation_level=None): each migration runs in its own
@@ -154,19 +152,19 @@ async def apply_migrations(db: aiosqlite.Connection, now_ns: int) -> list[int]:
     """
     applied: list[int] = []
     for migration in MIGRATIONS:
-        await db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
-            if await current_version(db) >= migration.version:
-                await db.execute("ROLLBACK")
+            if current_version(db) >= migration.version:
+                db.execute("ROLLBACK")
                 continue
             for statement in migration.statements:
-                await db.execute(statement)
-            await db.execute(
+                db.execute(statement)
+            db.execute(
                 "INSERT INTO schema_version (version, applied_ns) VALUES (?, ?)", (migration.version, now_ns)
             )
-            await db.execute("COMMIT")
+            db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
         applied.append(migration.version)
     return applied

@@ -87,6 +87,10 @@ class MatchingEngine:
     def symbols(self) -> tuple[str, ...]:
         return tuple(self._books)
 
+    def resting_symbols(self, owner: str) -> set[str]:
+        """Symbols on which `owner` has an order resting in the book."""
+        return {live.symbol for (who, _), live in self._live.items() if who == owner}
+
     def open_quantity(self, owner: str, client_order_id: str) -> float:
         """Unfilled quantity of a resting order; 0.0 if it is not resting."""
         live = self._live.get((owner, client_order_id))
