@@ -265,7 +265,8 @@ def print_table(report: dict[str, Any]) -> None:
     t = Table(title=f"Engine pipeline, paper mode: {report['bars']:,} bars, {report['rounds']} rounds, medians "
                     "(latency: on_event start -> order out of the order kernel, strategy call excluded)")
     for col in ("variant", "sync", "events", "events/s (min)", "vs base", "CPU µs/ev", "orders", "fills",
-                "lat. p50/p99/max µs", "ex-ledger p50/p99 µs", "strategy µs/ev", "call p50/max ms", "ledger µs/ev", "venue µs/ev"):
+                "lat. p50/p99/max µs", "ex-ledger p50/p99 µs", "strategy µs/ev", "call p50/max ms", "ledger µs/ev",
+                "venue µs/ev"):
         t.add_column(col, justify="left" if col == "variant" else "right")
     for r in report["results"]:
         base = by_name.get(r["baseline"] or "")

@@ -25,7 +25,8 @@ def rows() -> dict[str, str]:
     return found
 
 
-@pytest.mark.parametrize("model", [EngineConfig, OrganismSpec, SensorSpec, RiskConfig, KindLimits], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("model", [EngineConfig, OrganismSpec, SensorSpec, RiskConfig, KindLimits],
+                         ids=lambda m: m.__name__)
 def test_every_key_is_in_a_readme_table(model: type[BaseModel]) -> None:
     documented = rows()
     missing = [name for name in model.model_fields if name not in documented]
