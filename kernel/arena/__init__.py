@@ -1,0 +1,1 @@
+"""allele.kernel.arena: organisms, honest fitness, evolution and capital allocation."""
