@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -66,6 +67,18 @@ def deployed_dir(home: Path) -> Path:
 
 def list_deployed(home: Path) -> list[Path]:
     return sorted(p for kind_dir in KIND_DIRS.values() for p in (deployed_dir(home) / kind_dir).glob("*.wasm"))
+
+
+def _with_ledger(home: Path, fn: Callable[[Ledger], Awaitable[T]]) -> T:
+    """Run `fn` on the ledger at `<home>/trading.db` (created if needed), closing it afterwards."""
+    async def main() -> T:
+        ledger = await Ledger.open(ledger_path(home))
+        try:
+            return await fn(ledger)
+        finally:
+            await ledger.close()
+
+    return asyncio.run(main())
 
 
 def _run(coro: Awaitable[T]) -> T:
@@ -148,6 +161,13 @@ def deploy(wasm: Annotated[Path, typer.Argument(help="a plugin .wasm")],
     if proof_path is not None:
         shutil.copyfile(proof_path, target.with_suffix(".proof.md"))
     os.replace(tmp, target)  # atomic: a running engine never sees half a file
+
+    async def register(ledger: Ledger) -> None:
+        await ledger.record_plugin(loaded.sha256, loaded.name, loaded.kind, loaded.manifest.version, target)
+        await ledger.audit("cli", "deploy", {"plugin": loaded.name, "sha256": loaded.sha256,
+                                             "unproven": loaded.kind == "strategy" and proof_path is None})
+
+    _with_ledger(host.home, register)
     engine_pid = running_pid(host.home)
     info = {"deployed": str(target), "proof": str(target.with_suffix(".proof.md")) if proof_path else None,
             "hot_swap": engine_pid is not None and loaded.kind == "strategy", **loaded.describe()}
@@ -213,8 +233,9 @@ def start(detach: Annotated[bool, typer.Option("--detach", help="run in the back
     overrides: dict[str, Any] = {k: v for k, v in (("bars", bars), ("speed", speed), ("seed", seed)) if v is not None}
     try:
         cfg = EngineConfig.model_validate({**cfg.model_dump(), **overrides})
-    except ValueError as exc:
-        raise _fail(f"bad option: {exc}") from None
+    except ValidationError as exc:
+        raise _fail("bad option: " + "; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                             for e in exc.errors())) from None
     if detach:
         _start_detached(home, bars, speed, seed)
         return
@@ -272,7 +293,8 @@ def _start_detached(home: Path, bars: int | None, speed: float | None, seed: int
     home.mkdir(parents=True, exist_ok=True)
     (home / "logs").mkdir(exist_ok=True)
     log_file = home / "logs" / "engine.out"
-    args = [sys.executable, "-m", "allele.kernel.cli", "start"]
+    # not `-m allele.kernel.cli`: run as __main__, that module's app lacks the commands this module adds
+    args = [sys.executable, "-c", "from allele.kernel.cli import app; app()", "start"]
     for name, value in (("--bars", bars), ("--speed", speed), ("--seed", seed)):
         if value is not None:
             args += [name, str(value)]
@@ -514,10 +536,12 @@ def replay(recording: Annotated[Path | None, typer.Argument(help="a session fold
         return
     if ledger is None:
         replays = home / "replays"
+        # named after the session folder, also for `replay .` or one file of it
+        name = (recording.resolve().parent if recording.is_file() else recording.resolve()).name
         n = 1
-        while (replays / f"{recording.name}-{n}.db").exists():
+        while (replays / f"{name}-{n}.db").exists():
             n += 1
-        ledger = replays / f"{recording.name}-{n}.db"
+        ledger = replays / f"{name}-{n}.db"
 
     progress, update = _progress(f"replay {recording.name}")
 

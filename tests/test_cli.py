@@ -67,6 +67,19 @@ def as_json(proc: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(proc.stdout)
 
 
+def json_documents(text: str) -> list[Any]:
+    """Every JSON document printed one after another (`allele start --json` prints two)."""
+    decoder = json.JSONDecoder()
+    docs, i = [], 0
+    while True:
+        while i < len(text) and text[i].isspace():
+            i += 1
+        if i == len(text):
+            return docs
+        doc, i = decoder.raw_decode(text, i)
+        docs.append(doc)
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -230,7 +243,8 @@ def test_deploy_refuses_a_plugin_and_installs_nothing(built, tmp_path: Path, hom
 
 def test_status_of_a_fresh_home(home: Path) -> None:
     status = as_json(allele("status", "--json", home=home))
-    assert status == {"home": str(home.resolve()), "deployed": [], "quarantined": []}
+    assert status == {"home": str(home.resolve()), "engine": None, "kill_switch": {"engaged": False, "reason": ""},
+                      "ledger": None, "deployed": [], "quarantined": []}
     proc = allele("status", home=home)
     assert_ok(proc)
     assert "deployed plugins: 0" in proc.stdout and "quarantined instances: none" in proc.stdout
@@ -374,8 +388,12 @@ def test_start_lists_bundled_and_deployed_plugins(built, home: Path) -> None:
     junk.parent.mkdir(parents=True)
     junk.write_text("not wasm at all")
 
-    report = as_json(allele("start", "--json", home=home))
+    proc = allele("start", "--bars", "20", "--speed", "0", "--json", home=home)
+    assert_ok(proc)
+    report, final = json_documents(proc.stdout)
     assert report["home"] == str(home.resolve())
+    assert final["stopped"]["session"] == report["session"]
+    assert final["stopped"]["counters"]["events"] > 0
     rows = report["plugins"]
     bundled = [r for r in rows if r["path"].startswith(str(SOURCE_ROOT / "build" / "plugins"))]
     assert sorted(r["name"] for r in bundled) == sorted(BUNDLED)
@@ -394,10 +412,11 @@ def test_start_lists_bundled_and_deployed_plugins(built, home: Path) -> None:
     assert bad["status"].startswith("refused:") and "is not WebAssembly" in bad["status"]
     assert len(rows) == len(BUNDLED) + 2
 
-    table = allele("start", home=home, columns=WIDE)
+    table = allele("start", "--bars", "20", "--speed", "0", home=home, columns=WIDE)
     assert_ok(table)
     for name in BUNDLED:
         assert re.search(rf"│ {name} +│.*│ ok +│", table.stdout), name
+    assert re.search(r"stopped session p[0-9-]+: [0-9]+ events", table.stdout), table.stdout
 
 
 # -- known bugs: plugin- and user-supplied text is rendered as rich markup ----------------------------------------
