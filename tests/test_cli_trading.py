@@ -480,8 +480,6 @@ def test_a_hot_swap_that_cannot_be_configured_keeps_the_old_instance(detached: t
     assert "hot swap" not in [a for a, _ in audit_actions(home / "trading.db")]
 
 
-@pytest.mark.xfail(reason="known bug: a replay ignores the recorded hot swap ({'k': 'control', 'swap': ...}) and runs "
-                          "the pre-swap plugin throughout, so its orders differ from the session's", strict=False)
 def test_replay_of_a_session_with_a_hot_swap_reproduces_it(detached: tuple[Path, int], sma_cross_011: Path,
                                                              tmp_path: Path) -> None:
     home, _pid = detached

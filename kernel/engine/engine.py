@@ -105,7 +105,16 @@ class Control:
     reason: str = ""
 
 
-StreamItem: TypeAlias = MarketEvent | Control | SensorReading
+@dataclass(frozen=True, slots=True)
+class Swap:
+    """A hot swap in the event stream: from here on, `organism` runs the strategy plugin `sha256`."""
+
+    organism: str
+    sha256: str
+
+
+StreamItem: TypeAlias = MarketEvent | Control | SensorReading | Swap
+SwapResolver = Callable[[Organism, str], StrategyPlugin]
 
 
 def reading_record(sensor_id: str, r: Reading) -> dict[str, Any]:
@@ -180,6 +189,8 @@ class Engine:
         self.home = home
         self.batch_events = max(batch_events, 1)
         self.sensors = list(sensors)
+        self._queued_swaps: list[tuple[str, StrategyPlugin]] = []
+        self.resolve_swap: SwapResolver | None = None  # a replay's way to get the recorded plugin
         self.portfolio = Portfolio()
         self.counters = Counters()
         self.now_ns = 0
@@ -259,6 +270,11 @@ class Engine:
         wall0 = time.monotonic()
         n = 0
         for chunk in _chunks(events, self.batch_events):
+            # Swaps happen here only, between chunks and before the strategies are asked: queued ones (a
+            # deploy) now, recorded ones (a replay) where they were recorded, which is the same place.
+            await self._apply_queued_swaps()
+            while chunk and isinstance(chunk[0], Swap):
+                await self._apply_recorded_swap(chunk.pop(0))  # type: ignore[arg-type]
             market = [e for e in chunk if isinstance(e, MarketEvent)]
             signals = await self.strategy_signals(market)
             row = 0
@@ -270,6 +286,9 @@ class Engine:
                     continue
                 if isinstance(item, SensorReading):
                     await self.on_reading(item.sensor_id, item.reading)
+                    continue
+                if isinstance(item, Swap):  # not recorded mid-chunk by this engine; honoured all the same
+                    await self._apply_recorded_swap(item)
                     continue
                 if speed > 0:
                     first_ts = item.ts_ns if first_ts is None else first_ts
@@ -291,6 +310,37 @@ class Engine:
             await self._venue_updates(self.venue.drain())
         if self.firehose is not None:
             self.firehose.flush()
+
+    def queue_swap(self, organism: str, instance: StrategyPlugin) -> None:
+        """Hand over a new, configured strategy instance for `organism`; it takes over at the next chunk."""
+        self._queued_swaps.append((organism, instance))
+
+    async def _apply_queued_swaps(self) -> None:
+        queued, self._queued_swaps = self._queued_swaps, []
+        for organism, instance in queued:
+            await self._swap(organism, instance)
+
+    async def _apply_recorded_swap(self, swap: Swap) -> None:
+        org = self.organisms.get(swap.organism)
+        if org is None or self.resolve_swap is None:
+            log.error("recorded swap of %s to %s cannot be applied here", swap.organism, swap.sha256[:12])
+            return
+        await self._swap(swap.organism, self.resolve_swap(org, swap.sha256))
+
+    async def _swap(self, organism: str, instance: StrategyPlugin) -> None:
+        org = self.organisms[organism]
+        old = org.strategy
+        org.retired.append(old)
+        org.strategy, org.plugin_sha256, org.active = instance, instance.loaded.sha256, True
+        if self.firehose is not None:
+            self.firehose.append({"k": "control", "swap": organism, "sha256": instance.loaded.sha256,
+                                  "ts": self.now_ns})
+        await self.ledger.audit("engine", "hot swap", {"organism": organism, "plugin": instance.loaded.source,
+                                                       "sha256": instance.loaded.sha256,
+                                                       "previous": old.loaded.sha256})
+        self.bus.publish("organism", {"id": organism, "status": "swapped", "sha256": instance.loaded.sha256})
+        log.warning("organism %s now runs %s %s (%s)", organism, instance.name, instance.loaded.manifest.version,
+                    instance.loaded.sha256[:12])
 
     async def strategy_signals(self, events: list[MarketEvent]) -> dict[int, list[tuple[Organism, Signal]]]:
         """Every organism's signals for `events`, keyed by the event's index, organisms in order.
@@ -347,6 +397,8 @@ class Engine:
 
     async def on_event(self, event: MarketEvent, signals: Iterable[tuple[Organism, Signal]] = ()) -> None:
         """One market event through the pipeline; `signals` are the organisms' answers to it."""
+        # First: an operator's switch is recorded before this event, so a replay applies it at the same place.
+        await self._check_kill_switch(event.ts_ns)
         self.counters.events += 1
         self.now_ns = max(self.now_ns, event.ts_ns)
         await self._venue_updates(self.venue.advance(event.ts_ns, event))
@@ -357,7 +409,6 @@ class Engine:
             self._next_deadline = self._earliest_deadline()
         if self.firehose is not None:
             self.firehose.append(event_record(event))
-        await self._check_kill_switch(event.ts_ns)
         self.bus.publish("tick", {"symbol": event.symbol, "kind": event.kind, "ts_ns": event.ts_ns,
                                   "price": event.price, "bid": event.bid, "ask": event.ask})
         for org, sig in signals:

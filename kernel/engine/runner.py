@@ -3,11 +3,12 @@
 - `<home>/engine.pid` while running (what `allele stop` signals), removed on exit;
 - `<home>/engine.json`, rewritten every `status_interval_s`: the engine's status (organisms,
   positions, P&L, counters, kill switch), what `allele status` prints;
-- hot swap: a deployed strategy (`allele deploy`) whose name an organism trades replaces that
-  organism's instance between two chunks of events: the old instance stops receiving events (its
-  open orders stay managed and its position stays with the organism), the new one is configured with
-  the organism's genome and starts. A plugin that fails to load or configure is refused, logged, and
-  the old instance keeps trading. Each swap is recorded in the ledger's audit log and the firehose.
+- hot swap: a deployed strategy (`allele deploy`) whose name an organism trades is loaded and
+  configured with the organism's genome off the event loop, then handed to the engine, which swaps it
+  in at the start of the next chunk of events: the old instance stops receiving events (its open
+  orders stay managed and its position stays with the organism). A plugin that fails to load or
+  configure is refused, logged, and the old instance keeps trading. Each swap is recorded in the
+  ledger's audit log and the firehose, where a replay applies it at the same place.
 - SIGTERM / SIGINT stop the session cleanly: the firehose is closed (compressed) and the ledger closed.
 """
 
@@ -69,7 +70,7 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 async def hot_swap(session: Session, home: Path) -> list[str]:
-    """Swap in newly deployed strategies for organisms that trade them by name; returns what was swapped."""
+    """Queue newly deployed strategies for organisms that trade them by name; returns the organisms queued."""
     engine = session.engine
     catalog = strategy_catalog(home)
     swapped = []
@@ -89,16 +90,7 @@ async def hot_swap(session: Session, home: Path) -> list[str]:
         except SessionError as exc:
             log.error("hot swap of %s refused: %s; the old instance keeps trading", path.name, exc)
             continue
-        old = org.strategy
-        org.retired.append(old)
-        org.strategy, org.plugin_sha256, org.active = instance, loaded.sha256, True
-        await engine.ledger.audit("engine", "hot swap", {"organism": org.id, "plugin": str(path),
-                                                         "sha256": loaded.sha256, "previous": old.loaded.sha256})
-        if engine.firehose is not None:
-            engine.firehose.append({"k": "control", "swap": org.id, "sha256": loaded.sha256, "ts": engine.now_ns})
-        engine.bus.publish("organism", {"id": org.id, "status": "swapped", "sha256": loaded.sha256})
-        log.warning("organism %s now runs %s %s (%s)", org.id, loaded.name, loaded.manifest.version,
-                    loaded.sha256[:12])
+        engine.queue_swap(org.id, instance)
         swapped.append(org.id)
     return swapped
 

@@ -33,7 +33,7 @@ from allele.kernel.risk import RiskConfig, RiskGate, load_risk_config
 
 from .bus import Bus
 from .config import EngineConfig, OrganismSpec, SensorSpec, load_engine_config, load_organisms, load_sensors
-from .engine import Control, Engine, Organism, SensorFeed, StreamItem, reading_from_record
+from .engine import Control, Engine, Organism, SensorFeed, StreamItem, Swap, reading_from_record
 from .firehose import HEADER, Firehose, event_from_record, read_recording, recover
 from .order_path import OrderPath
 from .simvenue import SimVenue, SimVenueSpec
@@ -43,6 +43,7 @@ log = logging.getLogger("allele.session")
 
 BUNDLED_BUILD_DIR = SOURCE_ROOT / "build" / "plugins"
 RECORDING_VERSION = 1
+PACED_BATCH_EVENTS = 32
 
 
 class SessionError(ValueError):
@@ -217,10 +218,13 @@ async def open_paper_session(home: Path, *, config: EngineConfig | None = None,
     orgs = _organisms(host, specs, paths, risk, cfg.symbols, source.binary_symbols)
     feeds = _sensors(home, host, sensor_specs, start)
     ttl_ns = int(cfg.order_ttl_s * 1e9)
+    # Paced, a chunk is read ahead of the wall clock and a swap waits for the next chunk: keep chunks to a few
+    # seconds of market. The header records the size used, so a replay chunks the same way.
+    batch_events = cfg.batch_events if cfg.speed == 0 else min(cfg.batch_events, PACED_BATCH_EVENTS)
     header = {"k": HEADER, "version": RECORDING_VERSION, "session": session, "mode": "paper",
               "source": source.describe(), "venue": vspec.to_json(), "risk": risk.model_dump(mode="json"),
               "order_kernel": {"kind": cfg.order_kernel, "slots": cfg.order_kernel_slots}, "ttl_ns": ttl_ns,
-              "batch_events": cfg.batch_events,
+              "batch_events": batch_events,
               "sensors": [{**f.model_dump(mode="json"), "plugin_sha256": feed.sensor.loaded.sha256}
                           for f, feed in zip(sensor_specs, feeds, strict=True)],
               "organisms": [{**o.spec.model_dump(mode="json"), "allocation": o.allocation,
@@ -233,7 +237,7 @@ async def open_paper_session(home: Path, *, config: EngineConfig | None = None,
     ledger = await Ledger.open(ledger_path(home), synchronous=cfg.ledger_sync)
     engine = _engine(session=session, venue=SimVenue(vspec), organisms=orgs, ledger=ledger, risk=risk,
                      slots=cfg.order_kernel_slots, ttl_ns=ttl_ns, firehose=firehose, home=home, bus=bus,
-                     batch_events=cfg.batch_events, sensors=feeds)
+                     batch_events=batch_events, sensors=feeds)
     closed = await engine.reconcile(venue_remembers=False)
     await engine.open_books()
     return Session(engine, source.events, header, host, cfg.speed, firehose, closed)
@@ -260,6 +264,8 @@ def _replay_items(recording: Path) -> Iterator[StreamItem]:
             yield reading_from_record(record)
         elif kind == "control" and "kill_switch" in record:
             yield Control(bool(record["kill_switch"]), str(record.get("reason", "")))
+        elif kind == "control" and "swap" in record:
+            yield Swap(str(record["swap"]), str(record["sha256"]))
 
 
 async def open_replay_session(home: Path, recording: Path, ledger_file: Path, *, host: PluginHost | None = None,
@@ -289,6 +295,15 @@ async def open_replay_session(home: Path, recording: Path, ledger_file: Path, *,
                      slots=int(header["order_kernel"]["slots"]), ttl_ns=int(header["ttl_ns"]), firehose=None,
                      home=None, bus=bus, batch_events=int(header["batch_events"]))
     await engine.open_books()
+
+    def resolve_swap(org: Organism, sha256: str) -> StrategyPlugin:
+        found = find_plugin_by_hash(home, sha256)
+        if found is None:
+            raise SessionError(f"the recording swaps organism {org.id} to plugin {sha256[:12]}, which is neither "
+                               "deployed nor bundled here; deploy that exact .wasm to replay")
+        return start_strategy(host, host.load(found), org.spec)
+
+    engine.resolve_swap = resolve_swap
     return Session(engine, lambda: _replay_items(recording), header, host, 0.0, None)
 
 
