@@ -28,6 +28,7 @@ publishes no market events of its own: `advance` returns only `OrderUpdate`s.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, replace
 
@@ -126,6 +127,9 @@ class BarVenue:
         """
         out: list[VenueEvent] = []
         bars = self.bars
+        if not self._inbox and not self._working:  # nothing to trade: skip the bars (the arena's sparse runs)
+            self._next_bar = bisect.bisect_right(bars.ts_ns, ts_ns, lo=self._next_bar)
+            return out
         while self._next_bar < len(bars) and bars.ts_ns[self._next_bar] <= ts_ns:
             i = self._next_bar
             self._next_bar += 1

@@ -307,7 +307,13 @@ class Engine:
                 await self.ledger.checkpoint()  # between chunks: never inside an order's path
             await asyncio.sleep(0)  # let the API, the status writer and signal handlers in
         if drain:
-            await self._venue_updates(self.venue.drain())
+            await self.finish()
+        elif self.firehose is not None:
+            self.firehose.flush()
+
+    async def finish(self) -> None:
+        """End of a finite run: the venue processes what is still in flight; the firehose is flushed."""
+        await self._venue_updates(self.venue.drain())
         if self.firehose is not None:
             self.firehose.flush()
 

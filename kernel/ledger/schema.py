@@ -133,6 +133,66 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "the arena: evaluations, lineage, standing, lifecycle events, runs",
+        (
+            """CREATE TABLE arena_evaluations (
+                fingerprint TEXT NOT NULL,
+                data_fingerprint TEXT NOT NULL,
+                spec TEXT NOT NULL,              -- JSON: the organism's canonical spec
+                result TEXT NOT NULL,            -- JSON: Evaluation.to_json()
+                returns BLOB NOT NULL,           -- float64 little-endian, one per bar step
+                trade_bars BLOB NOT NULL,        -- int64 little-endian: bars where a trade opened
+                created_ns INTEGER NOT NULL,
+                PRIMARY KEY (fingerprint, data_fingerprint)
+            )""",
+            """CREATE TABLE arena_lineage (
+                fingerprint TEXT PRIMARY KEY,
+                parents TEXT NOT NULL,           -- JSON list of fingerprints
+                operator TEXT NOT NULL,
+                generation INTEGER NOT NULL,
+                run_id TEXT NOT NULL,
+                detail TEXT NOT NULL             -- JSON
+            )""",
+            """CREATE TABLE arena_standing (
+                fingerprint TEXT PRIMARY KEY,
+                spec TEXT NOT NULL,              -- JSON
+                status TEXT NOT NULL,            -- candidate, paper, live, hibernating, retired
+                allocation TEXT NOT NULL,        -- decimal USD
+                fitness REAL,
+                sortino REAL,
+                dsr REAL,
+                oos_sharpe REAL,
+                trades INTEGER,
+                protected INTEGER NOT NULL,
+                funded INTEGER NOT NULL,
+                reason TEXT NOT NULL,
+                run_id TEXT NOT NULL,
+                generation INTEGER NOT NULL,
+                updated_ns INTEGER NOT NULL
+            )""",
+            "CREATE INDEX arena_standing_fitness ON arena_standing (fitness)",
+            """CREATE TABLE arena_events (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                fingerprint TEXT NOT NULL,
+                old TEXT NOT NULL,
+                new TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                generation INTEGER NOT NULL,
+                ts_ns INTEGER NOT NULL
+            )""",
+            """CREATE TABLE arena_runs (
+                run_id TEXT PRIMARY KEY,
+                config TEXT NOT NULL,            -- JSON
+                data_fingerprint TEXT NOT NULL,
+                trials INTEGER NOT NULL,
+                summary TEXT NOT NULL,           -- JSON: per generation
+                started_ns INTEGER NOT NULL,
+                finished_ns INTEGER
+            )""",
+        ),
+    ),
 )
 
 
