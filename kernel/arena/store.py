@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,7 @@ class ArenaStore:
 
     # --- lineage, standing, events, runs ------------------------------------------------------------
 
-    def put_lineage(self, records: list[Mapping[str, Any]], run_id: str) -> None:
+    def put_lineage(self, records: Sequence[Mapping[str, Any]], run_id: str) -> None:
         with self._tx() as db:
             db.executemany(
                 "INSERT OR IGNORE INTO arena_lineage (fingerprint, parents, operator, generation, run_id, detail) "
@@ -85,7 +85,7 @@ class ArenaStore:
                 [(r["fingerprint"], json.dumps(r["parents"]), r["operator"], r["generation"], run_id,
                   json.dumps(r["detail"], sort_keys=True)) for r in records])
 
-    def put_standing(self, rows: list[Mapping[str, Any]]) -> None:
+    def put_standing(self, rows: Sequence[Mapping[str, Any]]) -> None:
         now = time.time_ns()
         with self._tx() as db:
             db.executemany(
@@ -113,7 +113,7 @@ class ArenaStore:
                        "VALUES (?, ?, ?, 0, '[]', ?)", (run_id, json.dumps(config, sort_keys=True), data_fingerprint,
                                                         time.time_ns()))
 
-    def finish_run(self, run_id: str, trials: int, summary: list[Mapping[str, Any]]) -> None:
+    def finish_run(self, run_id: str, trials: int, summary: Sequence[Mapping[str, Any]]) -> None:
         with self._tx() as db:
             db.execute("UPDATE arena_runs SET trials = ?, summary = ?, finished_ns = ? WHERE run_id = ?",
                        (trials, json.dumps(summary), time.time_ns(), run_id))
