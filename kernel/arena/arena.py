@@ -17,8 +17,9 @@ selects on the in-sample windows [0, k) and judges on window k only, k = 1 + g m
    when it reaches `dsr_threshold` and its in-sample fitness is positive;
 5. the probability of backtest overfitting of the generation (CSCV over the organisms' returns);
 6. breed: the best quarter and the archive's elites survive, protected organisms stay (up to a
-   quarter of the population, so that idle genomes cannot crowd it out), the rest are children: crossover of two parents of the same strategy (then a light mutation), or a
-   mutation of one; a child identical to an organism already seen is mutated again.
+   quarter of the population, so that idle genomes cannot crowd it out), the rest are children:
+   crossover of two parents of the same strategy (then a light mutation), or a mutation of one;
+   a child identical to an organism already seen is mutated again.
 
 At the end, capital goes to the funded organisms of the last generation in proportion to fitness
 under the global cap (`allocator.allocate`), each funded candidate moves to paper, and every
