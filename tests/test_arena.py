@@ -125,3 +125,38 @@ def test_evaluations_are_cached_in_the_ledger_and_lineage_recorded(built, tmp_pa
         assert all(p in {x["fingerprint"] for x in lineage[1:]} for p in lineage[0]["parents"])
     finally:
         store.close()
+
+
+def test_arena_cli_run_leaderboard_show_fund_defund(built, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    allele = Path(sys.executable).parent / "allele"
+    env = {**os.environ, "ALLELE_HOME": str(tmp_path), "COLUMNS": "200"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(allele), "arena", *args], env=env, capture_output=True, text=True, timeout=600)
+
+    done = run("run", "--data", DATA, "--population", "6", "--generations", "2", "--seed", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert "funded" in report and len(report["generations"]) == 2 and report["trials"] >= 4
+    table = run("run", "--data", DATA, "--population", "6", "--generations", "2", "--seed", "3")
+    assert table.returncode == 0 and "generation 1:" in table.stderr and "PBO" in table.stderr
+    board = json.loads(run("leaderboard", "--json").stdout)
+    assert "funded" in board and board["leaderboard"]
+    fp = board["leaderboard"][0]["fingerprint"]
+    shown = json.loads(run("show", fp[:12], "--json").stdout)
+    assert shown["fingerprint"] == fp and shown["lineage"][0]["fingerprint"] == fp
+    assert run("fund", fp[:12], "--allocation", "7").returncode == 0
+    funded = json.loads(run("leaderboard", "--json").stdout)["funded"]
+    assert [r["fingerprint"] for r in funded] == [fp] and funded[0]["allocation"] == 7.0
+    assert run("defund", fp[:12]).returncode == 0
+    after = json.loads(run("show", fp, "--json").stdout)
+    assert after["status"] == "hibernating" and [e["new"] for e in after["events"]] == ["paper", "hibernating"]
+    missing = run("show", "nope")
+    assert missing.returncode == 2 and "no organism with fingerprint" in missing.stderr
+    bad = run("run", "--data", DATA, "--executor", "cloud")
+    assert bad.returncode == 2 and "local or ray" in bad.stderr
