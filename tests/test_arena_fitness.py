@@ -217,7 +217,7 @@ def test_rank_with_real_fitness() -> None:
 def test_verdict_hand_computed() -> None:
     r = [0.01, -0.005, 0.02, 0.003, -0.002, 0.015, 0.001, -0.01]
     trials = [0.1, 0.3, -0.2, 0.25]
-    v = oos_verdict(r, trials, n_trials=40)
+    v = oos_verdict(r, trials, n_trials=40, config=FitnessConfig(trial_variance="empirical"))
     sr = statistics.fmean(r) / statistics.stdev(r)
     skew, kurt = moments(r)
     expected = deflated_sharpe_ratio(sr, statistics.variance(trials), 40, len(r), skew, kurt)
@@ -227,6 +227,11 @@ def test_verdict_hand_computed() -> None:
     assert v.n_trials == 40
     assert v.funded is (v.dsr >= 0.95)
     assert v.reason.startswith("DSR ") and "over 40 trials" in v.reason
+    # The default deflates against the null: the variance of a Sharpe estimate over len(r) observations.
+    null = oos_verdict(r, trials, n_trials=40)
+    assert null.dsr == pytest.approx(deflated_sharpe_ratio(sr, 1 / (len(r) - 1), 40, len(r), skew, kurt), rel=1e-12)
+    most = oos_verdict(r, trials, n_trials=40, config=FitnessConfig(trial_variance="max"))
+    assert most.dsr == pytest.approx(min(v.dsr, null.dsr), rel=1e-12)
 
 
 def test_verdict_single_trial_is_psr_against_zero() -> None:

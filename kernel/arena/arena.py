@@ -4,7 +4,8 @@
     result = arena.run(on_generation=print)
 
 One generation, walk-forward: the data's bar steps are cut into `windows` equal windows; generation g
-selects on the in-sample windows [0, k) and judges on window k only, k = 1 + g mod (windows - 1).
+selects on the in-sample windows [0, k) and judges on window k only, k rising from 1 in the first
+generation to windows - 1 in the last (`walk_forward_step`).
 
 1. evaluate every organism not yet evaluated on this data (the ledger caches evaluations by
    organism and data fingerprint); an organism whose genome its strategy refuses is stillborn;
@@ -54,6 +55,13 @@ from .stats import pbo_cscv, sharpe_ratio
 from .store import ArenaStore
 
 DEFAULT_STRATEGIES = ("sma_cross", "mean_reversion", "momentum_c")
+
+
+def walk_forward_step(generation: int, generations: int, windows: int) -> int:
+    """The out-of-sample window of `generation`: steps 1 .. windows-1 spread over the run, so the first
+    generation selects on window 0 and is judged on window 1, and the last selects on every window but
+    the final one and is judged on that."""
+    return 1 + (generation * (windows - 1)) // max(generations, 1)
 
 
 @dataclass(frozen=True)
@@ -242,7 +250,7 @@ class Arena:
               evaluations: list[Evaluation]) -> tuple[list[Scored], GenerationSummary]:
         t0 = time.monotonic()
         cfg = self.config
-        k = 1 + generation % (cfg.windows - 1)
+        k = walk_forward_step(generation, cfg.generations, cfg.windows)
         is_start, is_end = self.windows[0][0], self.windows[k - 1][1]
         oos_start, oos_end = self.windows[k]
         ok = [(s, e) for s, e in zip(specs, evaluations, strict=True) if e.ok]

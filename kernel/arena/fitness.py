@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -86,6 +87,7 @@ class FitnessConfig:
     min_trades: int = 5
     correlation_threshold: float = 0.7
     dsr_threshold: float = 0.95
+    trial_variance: Literal["null", "empirical", "max"] = "null"
 
     def __post_init__(self) -> None:
         if _finite(self.periods_per_year, "periods_per_year") <= 0:
@@ -273,9 +275,20 @@ def oos_verdict(
 ) -> Verdict:
     """Fund an organism only if its out-of-sample Deflated Sharpe Ratio reaches ``config.dsr_threshold``.
 
-    ``sharpe = stats.sharpe_ratio(oos_returns)`` (per period); ``sharpe_variance`` is the sample variance
-    (ddof=1) of ``trial_sharpes``, the per-period Sharpe ratios of all trials evaluated on the same window
-    (0.0 for fewer than 2 of them); skewness and kurtosis come from ``stats.moments``; ``n_obs`` is the
+    ``sharpe = stats.sharpe_ratio(oos_returns)`` (per period). ``sharpe_variance``, by
+    ``config.trial_variance``:
+
+    - "null" (default): 1 / (n_obs - 1), the variance of an estimated Sharpe ratio when the true one is
+      zero. The deflated Sharpe ratio asks whether the best of N trials beats the best of N trials of
+      pure noise, and under that null every trial's estimate has this variance. The empirical spread of
+      the trials' Sharpe ratios estimates the same number only when the trials really are noise: when
+      some carry a real edge (and others its mirror image) it is inflated by the signal itself and the
+      deflation refuses exactly the organisms that work; when trials are near-copies it is too small.
+    - "empirical": the sample variance (ddof=1) of ``trial_sharpes``, the per-period Sharpe ratios of all
+      trials evaluated on the same window (0.0 for fewer than 2), as in Bailey & López de Prado (2014);
+    - "max": the larger of the two (the most conservative).
+
+    Skewness and kurtosis come from ``stats.moments``; ``n_obs`` is the
     number of returns; ``dsr = stats.deflated_sharpe_ratio(sharpe, sharpe_variance, n_trials, n_obs, skew,
     kurtosis)`` and ``funded = dsr >= config.dsr_threshold``.
 
@@ -303,13 +316,15 @@ def oos_verdict(
         return refuse("non-finite trial Sharpe ratios", sharpe_ratio(r))
 
     sharpe = sharpe_ratio(r)
-    variance = float(np.var(trials, ddof=1)) if trials.size >= 2 else 0.0
+    empirical = float(np.var(trials, ddof=1)) if trials.size >= 2 else 0.0
+    null = 1.0 / (r.size - 1)
+    variance = {"null": null, "empirical": empirical, "max": max(null, empirical)}[config.trial_variance]
     skew, kurtosis = moments(r)
     dsr = deflated_sharpe_ratio(sharpe, variance, n, int(r.size), skew, kurtosis)
     funded = dsr >= config.dsr_threshold
     sign = ">=" if funded else "<"
     reason = (
         f"DSR {dsr:.4g} {sign} {config.dsr_threshold:g} over {n} trials "
-        f"(per-period Sharpe {sharpe:.4g}, {r.size} obs, trial Sharpe variance {variance:.4g})"
+        f"(per-period Sharpe {sharpe:.4g}, {r.size} obs, {config.trial_variance} Sharpe variance {variance:.4g})"
     )
     return Verdict(dsr, sharpe, n, funded, reason)

@@ -28,6 +28,11 @@ def _snap(spec: ParamSpec, value: float) -> ParamValue:
     return float(f"{value:.12g}")
 
 
+def _log_scaled(spec: ParamSpec) -> bool:
+    """A positive range spanning two orders of magnitude or more (a window of 2 to 1000 bars)."""
+    return spec.min is not None and spec.max is not None and spec.min > 0 and spec.max / spec.min >= 100
+
+
 def random_gene(spec: ParamSpec, rng: random.Random) -> ParamValue:
     """A fresh value. A positive range spanning two orders of magnitude or more (a window of 2 to 1000
     bars) is drawn log-uniformly: uniformly, nine draws in ten would be longer than 100 bars."""
@@ -36,7 +41,7 @@ def random_gene(spec: ParamSpec, rng: random.Random) -> ParamValue:
     if spec.type == "enum":
         return rng.choice(spec.choices)
     assert spec.min is not None and spec.max is not None
-    if spec.min > 0 and spec.max / spec.min >= 100:
+    if _log_scaled(spec):
         return _snap(spec, math.exp(rng.uniform(math.log(spec.min), math.log(spec.max))))
     if spec.type == "int":
         return _snap(spec, rng.randint(int(spec.min), int(spec.max)))
@@ -48,7 +53,8 @@ def random_genome(manifest: Manifest, rng: random.Random) -> dict[str, ParamValu
 
 
 def mutate_gene(spec: ParamSpec, value: ParamValue, rng: random.Random, scale: float = 0.15) -> ParamValue:
-    """A new value near `value`: a Gaussian step of `scale` x the range (at least one step for ints)."""
+    """A new value near `value`: a Gaussian step of `scale` x the range, or for a log-scaled range a factor
+    exp(N(0, 2 x scale)); at least one step for ints."""
     if spec.type == "bool":
         return not value
     if spec.type == "enum":
@@ -58,7 +64,11 @@ def mutate_gene(spec: ParamSpec, value: ParamValue, rng: random.Random, scale: f
     width = spec.max - spec.min
     if width == 0:
         return value
-    step = rng.gauss(0.0, scale * width)
+    if _log_scaled(spec) and value > 0:
+        # A window of 5 bars and one of 500 differ in kind, not by 495: step by a factor, not an amount.
+        step = value * (math.exp(rng.gauss(0.0, 2.0 * scale)) - 1.0)
+    else:
+        step = rng.gauss(0.0, scale * width)
     if spec.type == "int":
         unit = spec.step or 1.0
         if abs(step) < unit:
