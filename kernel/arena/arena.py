@@ -299,7 +299,8 @@ class Arena:
 
     def run(self, on_generation: Callable[[GenerationSummary], None] | None = None) -> ArenaResult:
         cfg = self.config
-        run_id = f"arena-{cfg.seed}-{self.data_fingerprint[:8]}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+        run_id = f"arena-{cfg.seed}-{self.data_fingerprint[:8]}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}" \
+                 f"-{time.time_ns() % 1_000_000_000:09d}"
         self.store.start_run(run_id, cfg.to_json(), self.data_fingerprint)
         population = self.seed_population()
         summaries: list[GenerationSummary] = []
