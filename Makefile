@@ -34,6 +34,7 @@ test: lint
 bench: plugins
 	$(BIN)/python bench/plugin_calls.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/arena.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

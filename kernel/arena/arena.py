@@ -174,11 +174,11 @@ class Arena:
         return OrganismSpec(strategy=strategy, plugin_sha256=self.plugins[strategy].sha256, genome=genome_)
 
     def seed_population(self) -> list[tuple[OrganismSpec, list[OrganismSpec], Operator]]:
-        out = []
+        out: list[OrganismSpec] = []
         names = list(self.config.strategies)
         for i in range(self.config.population):
             name = names[i % len(names)]
-            out.append(self._unique(self._spec(name, g.random_genome(self.plugins[name].manifest, self.rng)), []))
+            out.append(self._unique(self._spec(name, g.random_genome(self.plugins[name].manifest, self.rng)), out))
         return [(s, [], "seed") for s in out]
 
     def _unique(self, spec: OrganismSpec, taken: list[OrganismSpec]) -> OrganismSpec:
@@ -307,6 +307,10 @@ class Arena:
         scored: list[Scored] = []
         for generation in range(cfg.generations):
             t0 = time.monotonic()
+            unique: dict[str, tuple[OrganismSpec, list[OrganismSpec], Operator]] = {}
+            for entry in population:  # a genome space too small for the population can repeat itself
+                unique.setdefault(entry[0].fingerprint, entry)
+            population = list(unique.values())
             specs = [s for s, _, _ in population]
             self.store.put_lineage([lineage_record(s, parents, op, generation) for s, parents, op in population
                                     if op != "import"], run_id)
