@@ -160,3 +160,20 @@ def test_arena_cli_run_leaderboard_show_fund_defund(built, tmp_path: Path) -> No
     assert missing.returncode == 2 and "no organism with fingerprint" in missing.stderr
     bad = run("run", "--data", DATA, "--executor", "cloud")
     assert bad.returncode == 2 and "local or ray" in bad.stderr
+
+
+def test_a_local_ray_instance_gives_the_same_leaderboard(built, tmp_path: Path) -> None:
+    import ray  # a dev dependency, installed by `make test`: never skipped
+
+    from allele.kernel.arena.executor import RayExecutor
+
+    bars = load_bars(parse_data_spec(DATA))
+    local, _ = _run(tmp_path / "local", workers=1)
+    home = tmp_path / "ray"
+    executor = RayExecutor(home, bars, commission=0.001, workers=2)
+    try:
+        result = Arena(home, bars, ArenaConfig(population=8, generations=3, seed=5), executor).run()
+    finally:
+        executor.close()
+        ray.shutdown()
+    assert [(r["fingerprint"], r["fitness"], r["dsr"], r["funded"]) for r in result.leaderboard] == local
