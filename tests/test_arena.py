@@ -163,17 +163,23 @@ def test_arena_cli_run_leaderboard_show_fund_defund(built, tmp_path: Path) -> No
 
 
 def test_a_local_ray_instance_gives_the_same_leaderboard(built, tmp_path: Path) -> None:
-    import ray  # a dev dependency, installed by `make test`: never skipped
+    """Through the CLI, in subprocesses: Ray installs signal handlers in the driver process, where
+    wasmtime needs its own (a trap is a signal), so a Ray driver must not share a process with engines."""
+    import json
+    import os
+    import subprocess
+    import sys
 
-    from allele.kernel.arena.executor import RayExecutor
+    allele = Path(sys.executable).parent / "allele"
 
-    bars = load_bars(parse_data_spec(DATA))
-    local, _ = _run(tmp_path / "local", workers=1)
-    home = tmp_path / "ray"
-    executor = RayExecutor(home, bars, commission=0.001, workers=2)
-    try:
-        result = Arena(home, bars, ArenaConfig(population=8, generations=3, seed=5), executor).run()
-    finally:
-        executor.close()
-        ray.shutdown()
-    assert [(r["fingerprint"], r["fitness"], r["dsr"], r["funded"]) for r in result.leaderboard] == local
+    def board(executor: str, home: Path) -> list[tuple[object, ...]]:
+        proc = subprocess.run([str(allele), "arena", "run", "--data", DATA, "--population", "8", "--generations",
+                               "3", "--seed", "5", "--workers", "2", "--executor", executor, "--json"],
+                              env={**os.environ, "ALLELE_HOME": str(home)}, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        report = json.loads(proc.stdout)
+        return [(r["fingerprint"], r["fitness"], r["dsr"], r["funded"]) for r in report["leaderboard"]]
+
+    local = board("local", tmp_path / "local")
+    assert local and board("ray", tmp_path / "ray") == local

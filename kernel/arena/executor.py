@@ -81,7 +81,11 @@ class LocalExecutor:
 
 
 class RayExecutor:
-    """The same interface on a Ray cluster: one actor per worker, each holding an `Evaluator`."""
+    """The same interface on a Ray cluster: one actor per worker, each holding an `Evaluator`.
+
+    Ray installs its own signal handlers in the driver process; wasmtime turns traps into signals too.
+    Run a Ray driver (`allele arena run --executor ray`) in a process of its own, not inside the engine.
+    """
 
     def __init__(self, home: Path, bars: Bars, *, commission: float, cash: float = 10_000.0, workers: int = 2,
                  address: str | None = None) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from allele.kernel.ledger.ledger import immediate_transaction
 from allele.kernel.ledger.schema import apply_migrations
 
 from .allocator import Transition
@@ -37,15 +38,9 @@ class ArenaStore:
     def close(self) -> None:
         self._db.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        tx: AbstractContextManager[sqlite3.Connection] = immediate_transaction(self._db)
+        return tx
 
     # --- the evaluation cache -----------------------------------------------------------------------
 

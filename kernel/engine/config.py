@@ -28,6 +28,12 @@ M = TypeVar("M", bound=BaseModel)
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
+def _check_id(value: str, what: str) -> str:
+    if not _ID.fullmatch(value):
+        raise ValueError(f"{value!r} is not {what} id (letters, digits, _ . -; at most 64)")
+    return value
+
+
 class EngineConfig(BaseModel):
     """How a session runs; every field is documented in the README's configuration table."""
 
@@ -74,9 +80,7 @@ class OrganismSpec(BaseModel):
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
-        if not _ID.fullmatch(v):
-            raise ValueError(f"{v!r} is not an organism id (letters, digits, _ . -; at most 64)")
-        return v
+        return _check_id(v, "an organism")
 
 
 class SensorSpec(BaseModel):
@@ -92,9 +96,7 @@ class SensorSpec(BaseModel):
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
-        if not _ID.fullmatch(v):
-            raise ValueError(f"{v!r} is not a sensor id (letters, digits, _ . -; at most 64)")
-        return v
+        return _check_id(v, "a sensor")
 
 
 DEFAULT_ORGANISMS: tuple[OrganismSpec, ...] = (

@@ -34,7 +34,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -49,6 +49,18 @@ from .schema import apply_migrations
 # after a crash these are exactly the ones to reconcile against the venue.
 OPEN_STATUSES: tuple[str, ...] = ("new", "accepted", "partially-filled")
 ZERO = Decimal(0)
+
+
+@contextmanager
+def immediate_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the body raises (the connection is in autocommit mode)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 class LedgerError(Exception):
@@ -246,15 +258,8 @@ class Ledger:
     ) -> None:
         await self.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate_transaction(self._db)
 
     def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
         return self._db.execute(sql, tuple(params)).fetchone()
