@@ -183,3 +183,47 @@ def test_a_local_ray_instance_gives_the_same_leaderboard(built, tmp_path: Path) 
 
     local = board("local", tmp_path / "local")
     assert local and board("ray", tmp_path / "ray") == local
+
+
+def test_funded_organisms_trade_in_the_paper_engine(built, tmp_path: Path) -> None:
+    from allele.kernel.engine.config import EngineConfig
+    from allele.kernel.engine.session import open_paper_session
+
+    bars = load_bars(parse_data_spec(DATA))
+    with LocalExecutor(tmp_path, bars, commission=0.001) as ex:  # the arena is synchronous: outside a loop
+        Arena(tmp_path, bars, ArenaConfig(population=6, generations=1, seed=2), ex).run()
+    store = ArenaStore(tmp_path / "trading.db")
+    try:
+        row = next(r for r in store.standing() if r["spec"]["strategy"] == "sma_cross")
+        store.set_status(row["fingerprint"], "paper", 12.0, True, "test: funded")
+    finally:
+        store.close()
+
+    async def paper() -> tuple[list[str], dict[str, object], set[str]]:
+        session = await open_paper_session(tmp_path, config=EngineConfig(bars=40, speed=0, record=False),
+                                           session="arena", start_ns=1_800_000_000_000_000_000)
+        try:
+            [org] = session.engine.organisms.values()
+            await session.run()
+            traded = {o.organism for o in await session.engine.ledger.orders()}
+            return [org.id, org.allocation, org.plugin_sha256], dict(org.strategy.params), traded
+        finally:
+            await session.close()
+
+    (org_id, allocation, plugin), params, traded = asyncio.run(paper())
+    assert org_id == f"arena-{row['fingerprint'][:12]}" and allocation == 12.0
+    assert params == row["spec"]["genome"] and plugin == row["spec"]["plugin_sha256"]
+    assert traded <= {org_id}
+
+    # Organisms configured in config.toml win over the arena's.
+    (tmp_path / "config.toml").write_text('[[organisms]]\nid = "mine"\nstrategy = "sma_cross"\n')
+
+    async def configured() -> list[str]:
+        mine = await open_paper_session(tmp_path, config=EngineConfig(bars=1, speed=0, record=False),
+                                        session="mine")
+        try:
+            return list(mine.engine.organisms)
+        finally:
+            await mine.close()
+
+    assert asyncio.run(configured()) == ["mine"]

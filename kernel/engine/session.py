@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from allele.kernel.config import read_config
 from allele.kernel.ledger import Ledger
 from allele.kernel.orders.port import SoftwareOrderKernel
 from allele.kernel.paths import SOURCE_ROOT
@@ -97,6 +98,40 @@ def find_plugin_by_hash(home: Path, sha256: str) -> Path | None:
         if path.name.endswith(f"-{sha256[:12]}.wasm") or hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
             return path
     return None
+
+
+def arena_organisms(home: Path) -> tuple[OrganismSpec, ...]:
+    """The organisms the arena has funded (status paper or live, capital > 0), as engine organisms: id
+    `arena-<fingerprint prefix>`, the exact plugin by its sha256, the genome, the arena's allocation."""
+    if not ledger_path(home).is_file():
+        return ()
+    # Imported here: the arena evaluates through this module, so a module-level import would be a cycle.
+    from allele.kernel.arena.store import ArenaStore
+
+    store = ArenaStore(ledger_path(home))
+    try:
+        rows = [r for r in store.standing() if r["funded"] and r["status"] in ("paper", "live")
+                and r["allocation"] > 0]
+    finally:
+        store.close()
+    specs = []
+    for r in rows:
+        sha = r["spec"]["plugin_sha256"]
+        path = find_plugin_by_hash(home, sha)
+        if path is None:
+            raise SessionError(f"arena organism {r['fingerprint'][:12]}: its plugin {r['spec']['strategy']} "
+                               f"({sha[:12]}) is neither deployed nor bundled; deploy it or defund the organism")
+        specs.append(OrganismSpec(id=f"arena-{r['fingerprint'][:12]}", strategy=str(path),
+                                  params=dict(r["spec"]["genome"]), allocation=r["allocation"]))
+    return tuple(specs)
+
+
+def organisms_to_trade(home: Path) -> tuple[OrganismSpec, ...]:
+    """`[[organisms]]` from config.toml if there are any; else the arena's funded organisms if there are
+    any; else the bundled defaults."""
+    if read_config(home).get("organisms") is not None:
+        return load_organisms(home)
+    return arena_organisms(home) or load_organisms(home)
 
 
 def start_strategy(host: PluginHost, loaded: LoadedPlugin, spec: OrganismSpec) -> StrategyPlugin:
@@ -204,7 +239,7 @@ async def open_paper_session(home: Path, *, config: EngineConfig | None = None,
     """Paper trading on the simulated venue, configured from `<home>/config.toml` unless given."""
     cfg = config or load_engine_config(home)
     risk = load_risk_config(home)
-    specs = organisms if organisms is not None else load_organisms(home)
+    specs = organisms if organisms is not None else organisms_to_trade(home)
     sensor_specs = sensors if sensors is not None else load_sensors(home)
     _check_sensor_ids(specs, {s.id for s in sensor_specs})
     host = host or PluginHost(home)
