@@ -237,7 +237,7 @@ def start(detach: Annotated[bool, typer.Option("--detach", help="run in the back
         raise _fail("bad option: " + "; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                              for e in exc.errors())) from None
     if detach:
-        _start_detached(home, bars, speed, seed)
+        _start_detached(home, bars, speed, seed, as_json)
         return
     built = _build_bundled()
     rows = _plugin_rows(home, built + list_deployed(home))
@@ -289,7 +289,8 @@ def start(detach: Annotated[bool, typer.Option("--detach", help="run in the back
                   f"equity {final['equity']:.2f} USD")
 
 
-def _start_detached(home: Path, bars: int | None, speed: float | None, seed: int | None) -> None:
+def _start_detached(home: Path, bars: int | None, speed: float | None, seed: int | None,
+                    as_json: bool = False) -> None:
     home.mkdir(parents=True, exist_ok=True)
     (home / "logs").mkdir(exist_ok=True)
     log_file = home / "logs" / "engine.out"
@@ -302,7 +303,7 @@ def _start_detached(home: Path, bars: int | None, speed: float | None, seed: int
     with open(log_file, "ab") as sink:
         child = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  start_new_session=True, env={**os.environ, "ALLELE_HOME": str(home)})
-    with out.status("starting the engine (the first start builds and compiles the bundled plugins)"):
+    with err.status("starting the engine (the first start builds and compiles the bundled plugins)"):
         while time.time() - started < 600:
             state = read_status(home)
             if state is not None and state.get("pid") == child.pid:
@@ -314,6 +315,9 @@ def _start_detached(home: Path, bars: int | None, speed: float | None, seed: int
             time.sleep(0.2)
         else:
             raise _fail(f"the engine (pid {child.pid}) was not ready after 600 s; see {log_file}")
+    if as_json:
+        _print_json({"pid": child.pid, "home": str(home), "log": str(log_file), "status": str(home / "engine.json")})
+        return
     out.print(f"engine running in the background: pid {child.pid}, home {home}")
     out.print(f"output in {log_file}; `allele status` to watch, `allele stop` to stop")
 

@@ -325,6 +325,23 @@ def detached(built, tmp_path: Path) -> Iterator[tuple[Path, int]]:
             os.kill(pid, signal.SIGKILL)
 
 
+def test_start_detached_json_reports_the_engine(built, tmp_path: Path) -> None:
+    home = (tmp_path / "home").resolve()
+    pid: int | None = None
+    try:
+        proc = allele("start", "--detach", "--json", home=home)
+        assert_ok(proc)
+        report = json.loads(proc.stdout)
+        pid = report["pid"]
+        assert report["home"] == str(home) and Path(report["log"]).is_file()
+        assert int((home / "engine.pid").read_text()) == pid
+    finally:
+        if pid is not None and alive(pid):
+            allele("stop", home=home)
+        if pid is not None and alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_start_detached_status_and_stop(detached: tuple[Path, int]) -> None:
     home, pid = detached
     assert alive(pid)

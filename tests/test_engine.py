@@ -493,3 +493,20 @@ async def test_a_new_limit_on_the_same_side_amends_the_live_order_in_place(built
         assert [e.reason for e in events if e.status == "accepted"][-1] != ""  # the venue confirmed the amend
     finally:
         await s.close()
+
+
+def test_a_pid_file_naming_an_unrelated_process_is_not_a_running_engine(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from allele.kernel.engine.runner import pid_path, running_pid
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        pid_path(tmp_path).write_text(str(other.pid))  # a crashed engine's pid, since reused
+        assert running_pid(tmp_path) is None
+        pid_path(tmp_path).write_text("999999999")
+        assert running_pid(tmp_path) is None
+    finally:
+        other.kill()
+        other.wait()

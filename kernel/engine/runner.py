@@ -52,7 +52,13 @@ def running_pid(home: Path) -> int | None:
         return None
     except PermissionError:
         return pid
-    return pid
+    # After a crash the pid may have been reused by an unrelated process: only a Python one running
+    # Allele counts (Linux /proc; elsewhere the pid is trusted).
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return pid
+    return pid if b"allele" in cmdline else None
 
 
 def read_status(home: Path) -> dict[str, Any] | None:
