@@ -585,14 +585,7 @@ def _open_ledger(home: Path) -> Callable[[Callable[[Ledger], Awaitable[T]]], T]:
         raise _fail(f"no ledger at {path} yet: `allele start` creates it", code=1)
 
     def use(fn: Callable[[Ledger], Awaitable[T]]) -> T:
-        async def main() -> T:
-            ledger = await Ledger.open(path)
-            try:
-                return await fn(ledger)
-            finally:
-                await ledger.close()
-
-        return asyncio.run(main())
+        return _with_ledger(home, fn)
 
     return use
 
