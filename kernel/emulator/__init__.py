@@ -1,0 +1,1 @@
+"""A local venue emulator speaking the Binance spot API subset ccxt uses, backed by the simulated matching engine."""
