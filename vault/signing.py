@@ -1,15 +1,19 @@
-"""The signing port: the host signs for a plugin; the secret never crosses into it.
+"""The credential ports: the host signs for a plugin; the secret never crosses into it.
 
-`Signer` is what the exchange capability calls. `MemorySigner` holds secrets
-in process memory (tests, paper sessions); the encrypted on-disk vault
-implements the same protocol.
+`Signer` is what the exchange capability of a WASM exchange plugin calls.
+`CredentialSource` is what the ccxt path calls, once per order execution: it yields the
+account's `Credentials` for the duration of a `with` block, and the caller drops the
+authenticated client when the block ends. `MemorySigner` holds secrets in process memory
+(tests); the encrypted on-disk vault (`allele.vault`) implements both protocols.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Protocol
 
 ALGORITHMS = {"hmac-sha256": hashlib.sha256, "hmac-sha512": hashlib.sha512}
@@ -17,6 +21,25 @@ ALGORITHMS = {"hmac-sha256": hashlib.sha256, "hmac-sha512": hashlib.sha512}
 
 class UnknownAccount(KeyError):
     """No credentials are stored for the account a plugin named."""
+
+
+@dataclass(frozen=True, repr=False)
+class Credentials:
+    """One account's credentials, as an execution call sees them; never printed."""
+
+    api_key: str
+    secret: str
+    passphrase: str = ""
+    wallet_private_key: str = ""
+
+    def __repr__(self) -> str:
+        return "Credentials(<redacted>)"
+
+
+class CredentialSource(Protocol):
+    def credentials(self, account: str) -> AbstractContextManager[Credentials]:
+        """The account's credentials for the duration of a `with` block; UnknownAccount if none."""
+        ...
 
 
 class Signer(Protocol):
@@ -50,3 +73,10 @@ class MemorySigner:
         if account not in self._accounts:
             raise UnknownAccount(account)
         return self._accounts[account][0]
+
+    @contextmanager
+    def credentials(self, account: str) -> Iterator[Credentials]:
+        if account not in self._accounts:
+            raise UnknownAccount(account)
+        api_key, secret = self._accounts[account]
+        yield Credentials(api_key=api_key, secret=secret.decode())
