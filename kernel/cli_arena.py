@@ -4,6 +4,7 @@
     allele arena leaderboard [--json]
     allele arena show FINGERPRINT [--json]          (a unique prefix is enough)
     allele arena fund FINGERPRINT --allocation 20   /   allele arena defund FINGERPRINT
+    allele arena review [--json]                    (promote / defund on the paper and live record)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from allele.kernel.arena.allocator import transition
 from allele.kernel.arena.arena import DEFAULT_STRATEGIES, Arena, ArenaConfig, GenerationSummary
 from allele.kernel.arena.executor import Executor, LocalExecutor, RayExecutor
 from allele.kernel.arena.fitness import FitnessConfig
+from allele.kernel.arena.live import MIN_RETURNS, review_lifecycle
 from allele.kernel.arena.store import ArenaStore
 from allele.kernel.backtest import DataError, load_bars, parse_data_spec
 from allele.kernel.cli import JsonFlag, _fail, _print_json, err, out
@@ -201,3 +203,33 @@ def defund(fingerprint: Annotated[str, typer.Argument(help="fingerprint or a uni
         -> None:
     """Take an organism's capital away; it hibernates."""
     _move(fingerprint, False, 0.0, reason)
+
+
+@arena_app.command("review")
+def review(min_returns: Annotated[int, typer.Option(help="equity returns an organism needs before its record "
+                                                         "counts")] = MIN_RETURNS,
+           min_trades: Annotated[int, typer.Option(help="fills an organism needs before its record counts")] = 5,
+           as_json: JsonFlag = False) -> None:
+    """Judge the funded organisms on their paper/live record: promote a positive paper record to live,
+    defund (hibernate) an organism whose live fitness fell to zero or below. Every move is recorded."""
+    home = allele_home()
+    store = _store(home)
+    try:
+        standing = store.standing()
+        generation = max((int(r["generation"]) for r in standing), default=0)
+        moves, records = review_lifecycle(store, generation, FitnessConfig(min_trades=min_trades), min_returns)
+    finally:
+        store.close()
+    if as_json:
+        _print_json({"moves": [{"fingerprint": m.fingerprint, "old": m.old, "new": m.new, "reason": m.reason}
+                               for m in moves], "records": [r.to_json() for r in records.values()]})
+        return
+    table = Table("organism", "engine id", "fills", "returns", "live fitness", "record", title="live records")
+    for r in records.values():
+        table.add_row(r.fingerprint[:12], r.organism, str(r.trades), str(r.returns),
+                      _fmt(r.fitness.value if r.fitness else None), r.reason)
+    out.print(table)
+    for m in moves:
+        out.print(f"{m.fingerprint[:12]}: {m.old} -> {m.new} ({m.reason})")
+    if not moves:
+        out.print("no lifecycle changes")

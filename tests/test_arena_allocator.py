@@ -154,6 +154,7 @@ def test_review_rules() -> None:
         "cand_idle": "candidate",
         "paper_funded": "paper",
         "paper_idle": "paper",
+        "paper_unmeasured": "paper",
         "paper_losing": "paper",
         "live_ok": "live",
         "live_losing": "live",
@@ -165,8 +166,8 @@ def test_review_rules() -> None:
     }
     live_fitness = {"paper_losing": -0.3, "live_ok": 0.4, "live_losing": -0.12, "live_dropped": 0.2,
                     "live_nan": math.nan, "paper_funded": 0.1}
-    funded = {"cand_funded", "paper_funded", "paper_losing", "live_ok", "live_losing", "live_nan", "hib_refunded",
-              "retired", "unknown"}
+    funded = {"cand_funded", "paper_funded", "paper_unmeasured", "paper_losing", "live_ok", "live_losing", "live_nan",
+              "hib_refunded", "retired", "unknown"}
     moves = review(current, live_fitness, funded, generation=7)
     got = {t.fingerprint: (t.old, t.new) for t in moves}
     assert got == {
@@ -182,7 +183,7 @@ def test_review_rules() -> None:
     assert all(t.generation == 7 for t in moves)
     reasons = {t.fingerprint: t.reason for t in moves}
     assert reasons["live_losing"] == "defunded: live fitness -0.12 <= 0"
-    assert reasons["paper_funded"].startswith("funded:")
+    assert reasons["paper_funded"].startswith("funded, paper fitness 0.1 > 0")
     assert reasons["live_dropped"].startswith("defunded:")
 
 

@@ -165,7 +165,8 @@ def review(
 
     * candidate, funded -> paper ("funded: starts paper trading"): capital is never the first step.
     * paper, measured fitness <= 0 -> hibernating ("paper fitness ... <= 0").
-    * paper, funded -> live ("funded: ...").
+    * paper, funded, measured fitness > 0 -> live ("funded, paper fitness 1.3 > 0: promoted ..."): capital
+      follows a positive paper record, never a backtest alone; unmeasured, it stays in paper.
     * live, measured fitness <= 0 -> hibernating ("defunded: live fitness -0.12 <= 0").
     * live, not funded -> paper ("defunded: no longer funded by the arena").
     * hibernating, funded -> paper ("refunded: back to paper trading").
@@ -192,8 +193,9 @@ def review(
             moves.append(transition(state, "paper", fp, "funded: starts paper trading", generation))
         elif state == "paper" and bad is not None:
             moves.append(transition(state, "hibernating", fp, f"paper fitness {bad:.4g} <= 0", generation))
-        elif state == "paper" and funded:
-            moves.append(transition(state, "live", fp, "funded: promoted from paper to live capital", generation))
+        elif state == "paper" and funded and fp in live_fitness:
+            moves.append(transition(state, "live", fp, f"funded, paper fitness {float(live_fitness[fp]):.4g} > 0: "
+                                    "promoted from paper to live capital", generation))
         elif state == "live" and bad is not None:
             moves.append(transition(state, "hibernating", fp, f"defunded: live fitness {bad:.4g} <= 0", generation))
         elif state == "live" and not funded:

@@ -50,6 +50,7 @@ from .archive import Archive, Behaviour
 from .evaluate import Evaluation, bars_fingerprint
 from .executor import Executor
 from .fitness import Candidate, Fitness, FitnessConfig, Ranked, Verdict, fitness, oos_verdict, rank
+from .live import review_lifecycle
 from .organism import Operator, OrganismSpec, lineage_record
 from .stats import pbo_cscv, sharpe_ratio
 from .store import ArenaStore
@@ -328,6 +329,8 @@ class Arena:
         allocation = allocate(funded, cfg.global_cap) if funded else {}
         transitions = self._record_standing(scored, run_id, cfg.generations - 1, allocation)
         self.store.add_events(transitions)
+        # The organisms already trading are judged on their paper/live record, not on this run's backtest.
+        review_lifecycle(self.store, cfg.generations - 1, cfg.fitness)
         self.store.finish_run(run_id, len(self.trial_oos), [s.to_json() for s in summaries])
         board = tuple(self._row(s, allocation) for s in sorted(
             (s for s in scored if s.fitness),

@@ -155,6 +155,16 @@ class ArenaStore:
                                 "ORDER BY id", (fingerprint,)).fetchall()
         return [{"old": r[0], "new": r[1], "reason": r[2], "generation": r[3], "ts_ns": r[4]} for r in rows]
 
+    def equity_samples(self, organism: str) -> list[tuple[str, int, float]]:
+        """(session, ts_ns, equity) samples the engine recorded for `organism`, in session then time order."""
+        rows = self._db.execute("SELECT session, ts_ns, equity FROM equity_history WHERE organism = ? "
+                                "ORDER BY session, ts_ns", (organism,)).fetchall()
+        return [(r[0], int(r[1]), float(r[2])) for r in rows]
+
+    def fill_count(self, organism: str) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM fills WHERE organism = ?", (organism,)).fetchone()
+        return int(row[0]) if row else 0
+
     def set_status(self, fingerprint: str, status: str, allocation: float, funded: bool, reason: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE arena_standing SET status = ?, allocation = ?, funded = ?, reason = ?, updated_ns = ? "

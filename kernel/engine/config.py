@@ -62,6 +62,8 @@ class EngineConfig(BaseModel):
     ledger_sync: Literal["full", "normal"] = Field(
         "full", description="SQLite synchronous mode of the ledger: full = every commit is fsynced")
     status_interval_s: float = Field(1.0, gt=0, description="how often the engine writes .allele/engine.json")
+    equity_interval_s: float = Field(60.0, gt=0, description="event-time interval between equity samples written "
+                                                            "to the ledger (P&L history, the arena's live fitness)")
 
 
 class OrganismSpec(BaseModel):

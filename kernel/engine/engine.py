@@ -176,7 +176,7 @@ class Engine:
     def __init__(self, *, session: str, venue: Venue, organisms: Iterable[Organism], ledger: Ledger,
                  gate: RiskGate, order_path: OrderPath, ttl_ns: int, firehose: Firehose | None = None,
                  bus: Bus | None = None, home: Path | None = None, batch_events: int = 256,
-                 sensors: Iterable[SensorFeed] = ()) -> None:
+                 sensors: Iterable[SensorFeed] = (), equity_interval_ns: int = 60_000_000_000) -> None:
         self.session = session
         self.venue = venue
         self.organisms = {o.id: o for o in organisms}
@@ -203,7 +203,11 @@ class Engine:
         self._kill_checked = 0.0
         self._checkpointed = time.monotonic()
         self.started_wall = time.time()
-        self.equity_curve: list[tuple[int, float]] = []
+        # Equity is sampled in event time and written between chunks: the arena's live fitness and the
+        # operator's P&L history read it back from the ledger.
+        self.equity_interval_ns = equity_interval_ns
+        self._equity_due_ns = 0
+        self._equity_samples: list[tuple[int, dict[str, float]]] = []
 
     # --- set-up ----------------------------------------------------------------------------
 
@@ -302,6 +306,8 @@ class Engine:
                     on_progress(n)
             if stop is not None and stop.is_set():
                 break
+            if self._equity_samples:
+                await self._write_equity()
             if time.monotonic() - self._checkpointed > 1.0:
                 self._checkpointed = time.monotonic()
                 await self.ledger.checkpoint()  # between chunks: never inside an order's path
@@ -314,6 +320,8 @@ class Engine:
     async def finish(self) -> None:
         """End of a finite run: the venue processes what is still in flight; the firehose is flushed."""
         await self._venue_updates(self.venue.drain())
+        self._snapshot(self.now_ns)
+        await self._write_equity()
         if self.firehose is not None:
             self.firehose.flush()
 
@@ -424,7 +432,7 @@ class Engine:
             if org.live and org.active:
                 for _row, sig in await self._call_on_event(org, event):
                     await self._act(org, sig, event.ts_ns)
-        if self.counters.events % 1000 == 0:
+        if event.ts_ns >= self._equity_due_ns:
             self._snapshot(event.ts_ns)
         for feed in self.sensors:
             if feed.active and event.ts_ns >= feed.next_poll_ns:
@@ -463,7 +471,15 @@ class Engine:
 
     def _snapshot(self, ts_ns: int) -> None:
         self.portfolio.mark_high_water()
-        self.equity_curve.append((ts_ns, self.portfolio.total_equity()))
+        sample = {o: self.portfolio.equity(o) for o in self.organisms}
+        sample["*"] = self.portfolio.total_equity()
+        self._equity_samples.append((ts_ns, sample))
+        self._equity_due_ns = ts_ns - ts_ns % self.equity_interval_ns + self.equity_interval_ns
+
+    async def _write_equity(self) -> None:
+        samples, self._equity_samples = self._equity_samples, []
+        for ts_ns, sample in samples:
+            await self.ledger.record_equity(self.session, ts_ns, sample)
 
     # --- signals to orders ---------------------------------------------------------------------
 

@@ -273,6 +273,7 @@ async def open_paper_session(home: Path, *, config: EngineConfig | None = None,
     engine = _engine(session=session, venue=SimVenue(vspec), organisms=orgs, ledger=ledger, risk=risk,
                      slots=cfg.order_kernel_slots, ttl_ns=ttl_ns, firehose=firehose, home=home, bus=bus,
                      batch_events=batch_events, sensors=feeds)
+    engine.equity_interval_ns = int(cfg.equity_interval_s * 1e9)
     closed = await engine.reconcile(venue_remembers=False)
     await engine.open_books()
     return Session(engine, source.events, header, host, cfg.speed, firehose, closed)

@@ -3,6 +3,7 @@
 from .ledger import (
     OPEN_STATUSES,
     DuplicateOrderError,
+    EquitySample,
     Fill,
     Ledger,
     LedgerError,
@@ -21,6 +22,7 @@ __all__ = [
     "MIGRATIONS",
     "OPEN_STATUSES",
     "DuplicateOrderError",
+    "EquitySample",
     "Fill",
     "Ledger",
     "LedgerError",

@@ -82,7 +82,7 @@ class OverfillError(LedgerError):
 def dec(value: float | int | str | Decimal) -> Decimal:
     """A Decimal from a domain number; floats via repr so they keep their shortest form."""
     if isinstance(value, float):
-        return Decimal(repr(value))
+        return Decimal(float.__repr__(value))  # float.__repr__: numpy floats repr as "np.float64(...)"
     return Decimal(value)
 
 
@@ -148,6 +148,16 @@ class Position:
     quantity: Decimal
     avg_price: Decimal
     realized_pnl: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class EquitySample:
+    """An organism's (or, organism '*', the portfolio's) marked-to-market equity at event time `ts_ns`."""
+
+    session: str
+    organism: str
+    ts_ns: int
+    equity: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,6 +500,25 @@ class Ledger:
                    updated_ns = excluded.updated_ns""",
                 (organism_id, json.dumps(spec, sort_keys=True), status, now, now),
             )
+
+    async def record_equity(self, session: str, ts_ns: int, equity: Mapping[str, float]) -> None:
+        """Record one equity sample per organism (and '*' for the portfolio) at event time `ts_ns`.
+
+        A second sample for the same (session, organism, ts_ns) replaces the first."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO equity_history (session, organism, ts_ns, equity) VALUES (?, ?, ?, ?)",
+                [(session, organism, ts_ns, text(dec(value))) for organism, value in sorted(equity.items())],
+            )
+
+    async def equity_history(self, organism: str | None = None, since_ns: int = 0) -> list[EquitySample]:
+        """Equity samples in event-time order (session, then time), optionally of one organism ('*' = portfolio)."""
+        rows = self._all(
+            "SELECT session, organism, ts_ns, equity FROM equity_history WHERE (? IS NULL OR organism = ?) "
+            "AND ts_ns >= ? ORDER BY ts_ns, session, organism",
+            (organism, organism, since_ns),
+        )
+        return [EquitySample(r[0], r[1], r[2], Decimal(r[3])) for r in rows]
 
     async def audit(self, actor: str, action: str, details: Mapping[str, Any] | None = None) -> None:
         """Append to the audit log (details as JSON)."""

@@ -193,6 +193,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        3,
+        "equity history: marked-to-market equity per organism, sampled in event time",
+        (
+            """CREATE TABLE equity_history (
+                session TEXT NOT NULL,
+                organism TEXT NOT NULL,          -- an organism id, or '*' for the whole portfolio
+                ts_ns INTEGER NOT NULL,          -- event time of the sample
+                equity TEXT NOT NULL,            -- decimal USD: cash + positions at the marks
+                PRIMARY KEY (organism, ts_ns, session)
+            )""",
+        ),
+    ),
 )
 
 
