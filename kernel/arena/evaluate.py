@@ -127,7 +127,8 @@ class Evaluator:
                                              allocation=UNLIMITED)
             org = Organism(engine_spec, instance, frozenset({bars.symbol}), UNLIMITED, spec.plugin_sha256)
             engine = Engine(session="a", venue=venue, organisms=[org], ledger=ledger, gate=RiskGate(self.risk),
-                            order_path=OrderPath(SoftwareOrderKernel(64), instruments), ttl_ns=10**18)
+                            order_path=OrderPath(SoftwareOrderKernel(64), instruments), ttl_ns=10**18,
+                            equity_interval_ns=None)
             await ledger.deposit(ORGANISM, "USD", self.cash)
             engine.portfolio.deposit(ORGANISM, self.cash)
             engine.orders.configure(self.risk, 1)

@@ -128,7 +128,7 @@ async def run_backtest(home: Path, strategy: str, params: dict[str, Any], data: 
             instruments = {s: venue.instrument(s) for s in venue.symbols()}
             engine = Engine(session="bt", venue=venue, organisms=[organism], ledger=ledger, gate=RiskGate(risk),
                             order_path=OrderPath(SoftwareOrderKernel(4096), instruments), ttl_ns=10**18,
-                            batch_events=4096)
+                            batch_events=4096, equity_interval_ns=None)
             await ledger.deposit(ORGANISM, "USD", cash)
             engine.portfolio.deposit(ORGANISM, cash)
             engine.orders.configure(risk, 1)

@@ -176,7 +176,7 @@ class Engine:
     def __init__(self, *, session: str, venue: Venue, organisms: Iterable[Organism], ledger: Ledger,
                  gate: RiskGate, order_path: OrderPath, ttl_ns: int, firehose: Firehose | None = None,
                  bus: Bus | None = None, home: Path | None = None, batch_events: int = 256,
-                 sensors: Iterable[SensorFeed] = (), equity_interval_ns: int = 60_000_000_000) -> None:
+                 sensors: Iterable[SensorFeed] = (), equity_interval_ns: int | None = 60_000_000_000) -> None:
         self.session = session
         self.venue = venue
         self.organisms = {o.id: o for o in organisms}
@@ -204,9 +204,10 @@ class Engine:
         self._checkpointed = time.monotonic()
         self.started_wall = time.time()
         # Equity is sampled in event time and written between chunks: the arena's live fitness and the
-        # operator's P&L history read it back from the ledger.
+        # operator's P&L history read it back from the ledger. None: no samples (backtests, the arena's
+        # evaluations: they compute their own return streams).
         self.equity_interval_ns = equity_interval_ns
-        self._equity_due_ns = 0
+        self._equity_due_ns = 0 if equity_interval_ns else 2**63
         self._equity_samples: list[tuple[int, dict[str, float]]] = []
 
     # --- set-up ----------------------------------------------------------------------------
@@ -320,8 +321,9 @@ class Engine:
     async def finish(self) -> None:
         """End of a finite run: the venue processes what is still in flight; the firehose is flushed."""
         await self._venue_updates(self.venue.drain())
-        self._snapshot(self.now_ns)
-        await self._write_equity()
+        if self.equity_interval_ns:
+            self._snapshot(self.now_ns)
+            await self._write_equity()
         if self.firehose is not None:
             self.firehose.flush()
 
@@ -474,7 +476,8 @@ class Engine:
         sample = {o: self.portfolio.equity(o) for o in self.organisms}
         sample["*"] = self.portfolio.total_equity()
         self._equity_samples.append((ts_ns, sample))
-        self._equity_due_ns = ts_ns - ts_ns % self.equity_interval_ns + self.equity_interval_ns
+        interval = self.equity_interval_ns
+        self._equity_due_ns = ts_ns - ts_ns % interval + interval if interval else 2**63
 
     async def _write_equity(self) -> None:
         samples, self._equity_samples = self._equity_samples, []
