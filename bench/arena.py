@@ -78,7 +78,7 @@ def main() -> int:
         inst = evaluator._instance(s.plugin_sha256)
         try:
             inst.configure(dict(s.genome))
-            inst.on_batch(evaluator._columns)
+            inst.on_batch(evaluator._batch)
         except Exception:
             pass
     base_s = time.perf_counter() - t0

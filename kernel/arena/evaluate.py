@@ -35,7 +35,7 @@ from allele.kernel.engine.session import find_plugin_by_hash
 from allele.kernel.ledger import Ledger
 from allele.kernel.orders.port import SoftwareOrderKernel
 from allele.kernel.plugin.errors import PluginError
-from allele.kernel.plugin.host import PluginHost, StrategyPlugin
+from allele.kernel.plugin.host import EncodedBatch, PluginHost, StrategyPlugin
 from allele.kernel.risk import RiskConfig, RiskGate
 
 from .organism import OrganismSpec, data_fingerprint
@@ -91,6 +91,7 @@ class Evaluator:
                         for t, c, v in zip(bars.ts_ns, bars.close, bars.volume, strict=True)]
         self._columns = batch_columns(self._events)
         self._columns["ts"] = list(bars.ts_ns)
+        self._batch = EncodedBatch.of(self._columns)
         self._close = np.asarray(bars.close, dtype=np.float64)
         self._pool: dict[str, StrategyPlugin] = {}
         self._index = {t: i for i, t in enumerate(bars.ts_ns)}
@@ -111,7 +112,7 @@ class Evaluator:
         try:
             instance = self._instance(spec.plugin_sha256)
             instance.configure(dict(spec.genome))
-            signals = instance.on_batch(self._columns)
+            signals = instance.on_batch(self._batch)
         except PluginError as exc:
             return Evaluation(fp, self.data_fingerprint, False, error=str(exc))
         return asyncio.run(self._act(spec, instance, [(b.row, b.signal) for b in signals]))

@@ -35,7 +35,7 @@ from allele.kernel.ledger import Ledger
 from allele.kernel.ledger.ledger import UnknownOrderError
 from allele.kernel.orders import frames as f
 from allele.kernel.plugin.errors import PluginCallError
-from allele.kernel.plugin.host import SensorPlugin, StrategyPlugin
+from allele.kernel.plugin.host import EncodedBatch, SensorPlugin, StrategyPlugin
 from allele.kernel.risk import OrderIntent, RiskDecision, RiskGate, killswitch
 
 from . import strategy_kernel
@@ -373,7 +373,8 @@ class Engine:
         if self.batch_events == 1:
             calls = [self._call_on_event(o, events[0]) for o in active]
         else:
-            calls = [self._call_on_batch(o, events) for o in active]
+            encoded: dict[frozenset[str], tuple[list[int], EncodedBatch]] = {}  # organisms on the same symbols
+            calls = [self._call_on_batch(o, events, encoded) for o in active]
         results = await asyncio.gather(*calls)
         for org, rows in zip(active, results, strict=True):
             for row, sig in rows:
@@ -393,12 +394,17 @@ class Engine:
             self._plugin_failed(org, exc, f"{event.kind} {event.symbol}")
             return []
 
-    async def _call_on_batch(self, org: Organism, events: list[MarketEvent]) -> list[tuple[int, Signal]]:
-        rows = [i for i, e in enumerate(events) if e.symbol in org.symbols]
+    async def _call_on_batch(self, org: Organism, events: list[MarketEvent],
+                             encoded: dict[frozenset[str], tuple[list[int], EncodedBatch]]) -> list[tuple[int, Signal]]:
+        if org.symbols not in encoded:
+            picked = [i for i, e in enumerate(events) if e.symbol in org.symbols]
+            encoded[org.symbols] = (picked, EncodedBatch.of(batch_columns([events[i] for i in picked])) if picked
+                                    else EncodedBatch("", (), 0, 0))
+        rows, columns = encoded[org.symbols]
         if not rows:
             return []
         try:
-            batch = await asyncio.to_thread(org.strategy.on_batch, batch_columns([events[i] for i in rows]))
+            batch = await asyncio.to_thread(org.strategy.on_batch, columns)
         except PluginCallError as exc:
             self._plugin_failed(org, exc, f"a batch of {len(rows)} events")
             return []
