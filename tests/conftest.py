@@ -106,3 +106,23 @@ def loaded(built: Built, session_host: PluginHost) -> dict[str, LoadedPlugin]:
     return {name: session_host.load(built[name])
             for name in ("sma_cross", "mean_reversion", "completeness_arb", "momentum_c", "realized_vol",
                          "binance_spot") if name in built.wasm}
+
+
+def fund_an_arena_organism(home: Path, allocation: float = 12.0) -> dict[str, Any]:
+    """Run a one-generation arena on synthetic bars in `home`, then fund its first sma_cross organism for
+    paper trading by hand; returns that organism's standing row (as it was before funding)."""
+    from allele.kernel.arena.arena import Arena, ArenaConfig
+    from allele.kernel.arena.executor import LocalExecutor
+    from allele.kernel.arena.store import ArenaStore
+    from allele.kernel.backtest import load_bars, parse_data_spec
+
+    bars = load_bars(parse_data_spec("synthetic:bars=900,seed=3"))
+    with LocalExecutor(home, bars, commission=0.001) as ex:  # the arena is synchronous: outside a loop
+        Arena(home, bars, ArenaConfig(population=6, generations=1, seed=2), ex).run()
+    store = ArenaStore(home / "trading.db")
+    try:
+        row = next(r for r in store.standing() if r["spec"]["strategy"] == "sma_cross")
+        store.set_status(row["fingerprint"], "paper", allocation, True, "test: funded")
+    finally:
+        store.close()
+    return row

@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import fund_an_arena_organism
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -189,15 +190,7 @@ def test_funded_organisms_trade_in_the_paper_engine(built, tmp_path: Path) -> No
     from allele.kernel.engine.config import EngineConfig
     from allele.kernel.engine.session import open_paper_session
 
-    bars = load_bars(parse_data_spec(DATA))
-    with LocalExecutor(tmp_path, bars, commission=0.001) as ex:  # the arena is synchronous: outside a loop
-        Arena(tmp_path, bars, ArenaConfig(population=6, generations=1, seed=2), ex).run()
-    store = ArenaStore(tmp_path / "trading.db")
-    try:
-        row = next(r for r in store.standing() if r["spec"]["strategy"] == "sma_cross")
-        store.set_status(row["fingerprint"], "paper", 12.0, True, "test: funded")
-    finally:
-        store.close()
+    row = fund_an_arena_organism(tmp_path, allocation=12.0)
 
     async def paper() -> tuple[list[str], dict[str, object], set[str]]:
         session = await open_paper_session(tmp_path, config=EngineConfig(bars=40, speed=0, record=False),

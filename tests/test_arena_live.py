@@ -10,13 +10,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from conftest import fund_an_arena_organism
 
-from allele.kernel.arena.arena import Arena, ArenaConfig
-from allele.kernel.arena.executor import LocalExecutor
 from allele.kernel.arena.fitness import FitnessConfig, fitness
 from allele.kernel.arena.live import live_fitness, organism_id, review_lifecycle
 from allele.kernel.arena.store import ArenaStore
-from allele.kernel.backtest import load_bars, parse_data_spec
 from allele.kernel.domain import FinalizedOrder, OrderUpdate
 from allele.kernel.ledger import Ledger
 
@@ -104,15 +102,7 @@ def test_a_paper_session_feeds_the_review(built, tmp_path: Path) -> None:
     from allele.kernel.engine.config import EngineConfig
     from allele.kernel.engine.session import open_paper_session
 
-    bars = load_bars(parse_data_spec("synthetic:bars=900,seed=3"))
-    with LocalExecutor(tmp_path, bars, commission=0.001) as ex:
-        Arena(tmp_path, bars, ArenaConfig(population=6, generations=1, seed=2), ex).run()
-    store = ArenaStore(tmp_path / "trading.db")
-    try:
-        row = next(r for r in store.standing() if r["spec"]["strategy"] == "sma_cross")
-        store.set_status(row["fingerprint"], "paper", 12.0, True, "test: funded")
-    finally:
-        store.close()
+    row = fund_an_arena_organism(tmp_path)
 
     async def paper() -> list[str]:
         session = await open_paper_session(tmp_path, config=EngineConfig(bars=300, speed=0, record=False,
