@@ -15,6 +15,7 @@ import importlib.metadata
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,14 @@ from allele.kernel.paths import BUNDLED_PLUGINS_DIR, GUEST_SDK_DIR, WIT_DIR
 
 WORLDS = {"StrategyApi": "strategy", "SensorApi": "sensor", "ExchangeApi": "exchange"}
 KIND_DIRS = {"strategy": "strategies", "sensor": "sensors", "exchange": "exchanges"}
+# CPython 3.11's ast.parse is not thread-safe ("AST constructor recursion depth mismatch" when two build
+# threads parse at once); builds run in a thread pool, so parsing takes turns.
+_AST_LOCK = threading.Lock()
+
+
+def _parse(source: str, filename: str = "<unknown>") -> ast.Module:
+    with _AST_LOCK:
+        return ast.parse(source, filename=filename)
 
 
 class BuildError(Exception):
@@ -57,7 +66,7 @@ def python_world(src: Path) -> str:
     """The world an app.py exports: its top-level `XxxApi = export_xxx(...)` (or a class named XxxApi)."""
     app = src / "app.py"
     try:
-        tree = ast.parse(app.read_text(encoding="utf-8"), filename=str(app))
+        tree = _parse(app.read_text(encoding="utf-8"), filename=str(app))
     except SyntaxError as exc:
         raise BuildError(f"{app}:{exc.lineno}: syntax error: {exc.msg}") from None
     for node in tree.body:
@@ -155,7 +164,7 @@ def _componentize_py() -> str:
 
 def _uses_raw_bindings(src: Path) -> bool:
     """Does app.py import componentize-py's generated bindings itself? Then it cannot import natively."""
-    tree = ast.parse((src / "app.py").read_text(encoding="utf-8"))
+    tree = _parse((src / "app.py").read_text(encoding="utf-8"))
     modules = [a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names] + \
               [n.module or "" for n in tree.body if isinstance(n, ast.ImportFrom)]
     return any(m.split(".")[0] in ("wit_world", "componentize_py_types") for m in modules)
