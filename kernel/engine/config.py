@@ -39,7 +39,8 @@ class EngineConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    mode: Literal["paper"] = Field("paper", description="paper: the simulated venue (live trading: the vault issue)")
+    mode: Literal["paper", "live"] = Field(
+        "paper", description="paper: the simulated venue; live: confirms real-money trading on [exchange]")
     seed: int = Field(7, ge=0, description="seed of the synthetic market and of the venue's latency draws")
     symbols: tuple[str, ...] = Field(("BTC-USD", "ETH-USD"), min_length=1,
                                      description="continuous symbols of the synthetic market")

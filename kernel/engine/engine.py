@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -263,18 +263,38 @@ class Engine:
 
     # --- the loop ----------------------------------------------------------------------------
 
-    async def run(self, events: Iterator[StreamItem], *, speed: float = 0.0,
+    async def run(self, events: Iterator[StreamItem] | AsyncIterator[StreamItem], *, speed: float = 0.0,
                   stop: asyncio.Event | None = None, on_progress: Callable[[int], None] | None = None,
                   drain: bool = True) -> None:
         """Feed `events` through the pipeline until they end or `stop` is set.
 
         speed: event-time seconds per wall second (0 = as fast as possible). Pacing never changes
         results: everything runs on event time. Strategies are asked in chunks of `batch_events`
-        (see `strategy_signals`), which changes when they are called, never what is done."""
+        (see `strategy_signals`), which changes when they are called, never what is done.
+        `events` may be an async iterator (a live venue's stream, `allele.kernel.engine.live`): waiting
+        for the network then leaves the loop free for the API, signals and `stop`."""
         first_ts: int | None = None
         wall0 = time.monotonic()
         n = 0
-        for chunk in _chunks(events, self.batch_events):
+
+        async def chunks() -> AsyncIterator[list[StreamItem]]:
+            if not isinstance(events, AsyncIterator):
+                for sync_chunk in _chunks(events, self.batch_events):
+                    yield sync_chunk
+                return
+            pending: list[StreamItem] = []
+            count = 0
+            async for item in events:
+                pending.append(item)
+                if isinstance(item, MarketEvent):
+                    count += 1
+                    if count >= self.batch_events:
+                        yield pending
+                        pending, count = [], 0
+            if pending:
+                yield pending
+
+        async for chunk in chunks():
             # Swaps happen here only, between chunks and before the strategies are asked: queued ones (a
             # deploy) now, recorded ones (a replay) where they were recorded, which is the same place.
             await self._apply_queued_swaps()
