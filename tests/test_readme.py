@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from allele.kernel.engine.config import EngineConfig, OrganismSpec, SensorSpec
+from allele.kernel.exchange.settings import ExchangeSettings
 from allele.kernel.paths import SOURCE_ROOT
 from allele.kernel.plugin.limits import KindLimits
 from allele.kernel.risk import RiskConfig
@@ -25,7 +26,7 @@ def rows() -> dict[str, str]:
     return found
 
 
-@pytest.mark.parametrize("model", [EngineConfig, OrganismSpec, SensorSpec, RiskConfig, KindLimits],
+@pytest.mark.parametrize("model", [EngineConfig, OrganismSpec, SensorSpec, RiskConfig, KindLimits, ExchangeSettings],
                          ids=lambda m: m.__name__)
 def test_every_key_is_in_a_readme_table(model: type[BaseModel]) -> None:
     documented = rows()
