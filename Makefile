@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 # The install stamp is named after pyproject.toml's hash: editing dependencies reinstalls.
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 
-.PHONY: start test plugins lint bench clean
+.PHONY: start test plugins dashboard lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,14 +21,22 @@ $(STAMP): pyproject.toml
 plugins: $(STAMP)
 	$(BIN)/allele build --bundled
 
-start: plugins
+# The dashboard's static build, served by the API at /; rebuilt when a source or the lock file changes.
+DASHBOARD_SOURCES := $(shell find dashboard/src -type f 2>/dev/null) dashboard/index.html dashboard/vite.config.ts \
+                     dashboard/tsconfig.json dashboard/package-lock.json
+dashboard/dist/index.html: $(DASHBOARD_SOURCES)
+	cd dashboard && npm ci --no-audit --no-fund --loglevel=error && npm run build
+
+dashboard: dashboard/dist/index.html
+
+start: plugins dashboard
 	$(BIN)/allele start
 
 lint: $(STAMP)
 	$(BIN)/ruff check kernel vault watchdog plugins tests bench
 	$(BIN)/mypy
 
-test: lint
+test: lint dashboard
 	$(BIN)/pytest
 
 bench: plugins
@@ -37,4 +45,4 @@ bench: plugins
 	$(BIN)/python bench/arena.py
 
 clean:
-	rm -rf build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache dashboard/dist
