@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,9 +33,10 @@ from rich.text import Text
 from allele.kernel import cli as _cli
 from allele.kernel.backtest import DataError, parse_data_spec
 from allele.kernel.backtest.run import run_backtest
-from allele.kernel.cli import BUNDLED_BUILD_DIR, JsonFlag, _fail, _host, _load, _print_json, err, out
+from allele.kernel.cli import BUNDLED_BUILD_DIR, JsonFlag, _fail, _host, _print_json, err, out
 from allele.kernel.config import ConfigError
-from allele.kernel.engine.config import EngineConfig
+from allele.kernel.engine.config import EngineConfig, load_engine_config
+from allele.kernel.engine.deploy import DeployError, UnprovenError, install_plugin, record_deployment
 from allele.kernel.engine.firehose import RecordingError, list_sessions
 from allele.kernel.engine.runner import read_status, running_pid, serve
 from allele.kernel.engine.session import (
@@ -49,12 +49,18 @@ from allele.kernel.engine.session import (
     open_replay_session,
 )
 from allele.kernel.ledger import Ledger
-from allele.kernel.paths import BUNDLED_PLUGINS_DIR, SOURCE_ROOT, allele_home
+from allele.kernel.paths import BUNDLED_PLUGINS_DIR, allele_home
 from allele.kernel.plugin.errors import PluginError
-from allele.kernel.plugin.host import LoadedPlugin, read_quarantine_log
+from allele.kernel.plugin.host import read_quarantine_log
 from allele.kernel.plugin.manifest import ParamValue
 from allele.kernel.risk import killswitch
 from allele.kernel.sdk.build import KIND_DIRS, BuildError, build_many, bundled_plugin_dirs
+from allele.watchdog.config import load_watchdog_config
+from allele.watchdog.state import read_state as read_watchdog_state
+from allele.watchdog.state import running_watchdog
+from allele.watchdog.state import state_path as watchdog_state_path
+from allele.watchdog.supervisor import SUPERVISED_ENV, Supervisor, WatchdogError, engine_argv
+from allele.watchdog.supervisor import configure_logging as configure_watchdog_logging
 
 T = TypeVar("T")
 app: typer.Typer = _cli.app  # annotated: mypy sees the cross-package import as Any
@@ -104,32 +110,6 @@ def _configure_logging(home: Path, verbose: bool = False) -> None:
 # --- deploy ---------------------------------------------------------------------------------------------------
 
 
-def find_proof(loaded: LoadedPlugin, wasm: Path, given: Path | None) -> Path | None:
-    """The strategy's proof document: --proof, else the manifest's `proof` path looked up next to the
-    .wasm, in its parent folder (a build's `<src>/build/x.wasm`), in the current folder, in Allele's tree."""
-    if given is not None:
-        return given if given.is_file() else None
-    name = loaded.manifest.proof
-    if not name:
-        return None
-    rel = Path(name)
-    for base in (wasm.parent, wasm.parent.parent, Path.cwd(), SOURCE_ROOT):
-        for candidate in (base / rel, base / rel.name):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def check_proof(path: Path) -> str | None:
-    """Why `path` is not a usable proof document, or None."""
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if len(text.strip()) < 200:
-        return f"{path} is too short to be a proof document ({len(text.strip())} characters)"
-    if PROOF_TEMPLATE_MARK in text:
-        return f"{path} is still the unedited template from `allele new`"
-    return None
-
-
 @app.command()
 def deploy(wasm: Annotated[Path, typer.Argument(help="a plugin .wasm")],
            allow_unproven: Annotated[bool, typer.Option("--allow-unproven",
@@ -141,35 +121,22 @@ def deploy(wasm: Annotated[Path, typer.Argument(help="a plugin .wasm")],
 
     A running engine picks up a new version of a strategy it trades and hot-swaps it."""
     host = _host()
-    loaded = _load(host, wasm)
-    proof_path: Path | None = None
-    if loaded.kind == "strategy":
-        proof_path = find_proof(loaded, wasm, proof)
-        problem = (f"its proof document '{loaded.manifest.proof}' was not found next to {wasm.name}, in its "
-                   "parent folder, here, or in Allele's tree" if proof_path is None else check_proof(proof_path))
-        if problem is not None and not allow_unproven:
-            raise _fail(f"strategy {loaded.name} refused: {problem}. Write the proof (edge, assumptions, failure "
-                        "modes, risks; see docs/plugins.md), pass it with --proof FILE, or deploy with "
-                        "--allow-unproven to run it anyway")
-        if problem is not None:
-            err.print(Text(f"warning: deploying {loaded.name} unproven: {problem}", style="yellow"))
-            proof_path = None
-    target = deployed_dir(host.home) / KIND_DIRS[loaded.kind] / f"{loaded.name}-{loaded.sha256[:12]}.wasm"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(wasm, tmp)
-    if proof_path is not None:
-        shutil.copyfile(proof_path, target.with_suffix(".proof.md"))
-    os.replace(tmp, target)  # atomic: a running engine never sees half a file
-
-    async def register(ledger: Ledger) -> None:
-        await ledger.record_plugin(loaded.sha256, loaded.name, loaded.kind, loaded.manifest.version, target)
-        await ledger.audit("cli", "deploy", {"plugin": loaded.name, "sha256": loaded.sha256,
-                                             "unproven": loaded.kind == "strategy" and proof_path is None})
-
-    _with_ledger(host.home, register)
+    if not wasm.exists():
+        raise _fail(f"{wasm} does not exist")
+    try:
+        with out.status(f"loading {wasm.name} (the first load of a component compiles it: ~10 s)"):
+            deployment = install_plugin(host, wasm, proof=proof, allow_unproven=allow_unproven)
+    except UnprovenError as exc:
+        raise _fail(f"{exc}. Write the proof (edge, assumptions, failure modes, risks; see docs/plugins.md), pass "
+                    "it with --proof FILE, or deploy with --allow-unproven to run it anyway") from None
+    except DeployError as exc:
+        raise _fail(str(exc)) from None
+    loaded, target = deployment.loaded, deployment.target
+    if deployment.unproven is not None:
+        err.print(Text(f"warning: deploying {loaded.name} unproven: {deployment.unproven}", style="yellow"))
+    _with_ledger(host.home, lambda ledger: record_deployment(ledger, deployment, "cli"))
     engine_pid = running_pid(host.home)
-    info = {"deployed": str(target), "proof": str(target.with_suffix(".proof.md")) if proof_path else None,
+    info = {"deployed": str(target), "proof": None if deployment.proof is None else str(deployment.proof),
             "hot_swap": engine_pid is not None and loaded.kind == "strategy", **loaded.describe()}
     if as_json:
         _print_json(info)
@@ -217,17 +184,27 @@ def start(detach: Annotated[bool, typer.Option("--detach", help="run in the back
                                                            "possible (default: [engine] speed)")] = None,
           seed: Annotated[int | None, typer.Option(help="synthetic market seed (default: [engine] seed)")] = None,
           verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log engine events to the terminal")] = False,
+          no_watchdog: Annotated[bool, typer.Option("--no-watchdog",
+                                                    help="run the engine alone, without the watchdog that restarts "
+                                                         "it (a container's engine service, a debugger)")] = False,
           as_json: JsonFlag = False) -> None:
     """Paper trading on the simulated venue with the bundled strategies (or the [[organisms]] configured).
 
     No keys, no network. Orders, fills and decisions go to .allele/trading.db, the market to
-    .allele/historical/, status to .allele/engine.json."""
+    .allele/historical/, status to .allele/engine.json. The engine runs under the watchdog, which restarts it
+    when it crashes, hangs or exits (not a session that ends after its --bars), unless --no-watchdog or
+    `[watchdog] enabled = false`."""
     home = allele_home()
     existing = running_pid(home)
     if existing is not None:
         raise _fail(f"an engine is already running for {home} (pid {existing}); `allele stop` it first")
+    watcher = running_watchdog(home)
+    if watcher is not None and os.environ.get(SUPERVISED_ENV) != str(watcher):
+        raise _fail(f"a watchdog is already running for {home} (pid {watcher}) and restarts the engine; "
+                    "`allele stop` it first")
     try:
         cfg, _risk, _organisms = check_config(home)
+        watchdog_cfg = load_watchdog_config(home)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     overrides: dict[str, Any] = {k: v for k, v in (("bars", bars), ("speed", speed), ("seed", seed)) if v is not None}
@@ -236,8 +213,26 @@ def start(detach: Annotated[bool, typer.Option("--detach", help="run in the back
     except ValidationError as exc:
         raise _fail("bad option: " + "; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                              for e in exc.errors())) from None
+    supervised = watchdog_cfg.enabled and not no_watchdog
+    if supervised and watchdog_cfg.restart_command is not None:
+        raise _fail(f"[watchdog] restart_command is set ({watchdog_cfg.restart_command!r}): that is container "
+                    "mode, where the engine runs as `allele start --no-watchdog` and the watchdog as "
+                    "`python -m allele.watchdog`; start with --no-watchdog, or unset restart_command")
+    engine_options = [x for name, value in (("--bars", bars), ("--speed", speed), ("--seed", seed))
+                      if value is not None for x in (name, str(value))]
     if detach:
-        _start_detached(home, bars, speed, seed, as_json)
+        _start_detached(home, engine_options, as_json, watchdog=supervised, bounded=cfg.bars > 0)
+        return
+    if supervised:
+        # This process becomes the watchdog; the engine is its child and prints to this terminal.
+        configure_watchdog_logging(home)
+        args = engine_options + ["--verbose"] * verbose + ["--json"] * as_json
+        try:
+            code = Supervisor(home, watchdog_cfg, args, finish_on_clean_exit=cfg.bars > 0).run()
+        except WatchdogError as exc:
+            raise _fail(str(exc)) from None
+        if code:
+            raise typer.Exit(code)
         return
     built = _build_bundled()
     rows = _plugin_rows(home, built + list_deployed(home))
@@ -289,55 +284,93 @@ def start(detach: Annotated[bool, typer.Option("--detach", help="run in the back
                   f"equity {final['equity']:.2f} USD")
 
 
-def _start_detached(home: Path, bars: int | None, speed: float | None, seed: int | None,
-                    as_json: bool = False) -> None:
+def _start_detached(home: Path, engine_options: list[str], as_json: bool = False, *, watchdog: bool = True,
+                    bounded: bool = False) -> None:
+    """Start the watchdog (which spawns the engine), or with `watchdog=False` the engine alone, in the
+    background; return once the engine is ready (its engine.json, and with the watchdog its first heartbeat)."""
     home.mkdir(parents=True, exist_ok=True)
     (home / "logs").mkdir(exist_ok=True)
     log_file = home / "logs" / "engine.out"
-    # not `-m allele.kernel.cli`: run as __main__, that module's app lacks the commands this module adds
-    args = [sys.executable, "-c", "from allele.kernel.cli import app; app()", "start"]
-    for name, value in (("--bars", bars), ("--speed", speed), ("--seed", seed)):
-        if value is not None:
-            args += [name, str(value)]
+    if watchdog:
+        args = [sys.executable, "-m", "allele.watchdog", *(["--finish-on-clean-exit"] if bounded else []),
+                *engine_options]
+    else:
+        args = engine_argv(engine_options)
     started = time.time()
     with open(log_file, "ab") as sink:
         child = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  start_new_session=True, env={**os.environ, "ALLELE_HOME": str(home)})
+    what = "the watchdog" if watchdog else "the engine"
+    pid: int | None = None
     with err.status("starting the engine (the first start builds and compiles the bundled plugins)"):
         while time.time() - started < 600:
+            if watchdog:
+                wstate = read_watchdog_state(home)
+                pid = wstate.get("engine_pid") if wstate is not None and wstate.get("pid") == child.pid and \
+                    wstate.get("state") == "running" else None
+            else:
+                pid = child.pid
             state = read_status(home)
-            if state is not None and state.get("pid") == child.pid:
+            if pid is not None and state is not None and state.get("pid") == pid:
                 break
             if child.poll() is not None:
                 tail = log_file.read_text(errors="replace")[-2000:]
-                raise _fail(f"the engine exited with status {child.returncode} before it was ready; "
+                raise _fail(f"{what} exited with status {child.returncode} before the engine was ready; "
                             f"the end of {log_file}:\n{tail}")
             time.sleep(0.2)
         else:
-            raise _fail(f"the engine (pid {child.pid}) was not ready after 600 s; see {log_file}")
+            raise _fail(f"the engine ({what} pid {child.pid}) was not ready after 600 s; see {log_file}")
+    watchdog_pid = child.pid if watchdog else None
     if as_json:
-        _print_json({"pid": child.pid, "home": str(home), "log": str(log_file), "status": str(home / "engine.json")})
+        _print_json({"pid": pid, "watchdog_pid": watchdog_pid, "home": str(home), "log": str(log_file),
+                     "status": str(home / "engine.json"),
+                     "watchdog_state": str(watchdog_state_path(home)) if watchdog else None})
         return
-    out.print(f"engine running in the background: pid {child.pid}, home {home}")
+    out.print(f"engine running in the background: pid {pid}, home {home}")
+    if watchdog:
+        out.print(f"watched by the watchdog (pid {watchdog_pid}): restarted if it crashes, hangs or exits; "
+                  "restarts in logs/watchdog.log")
+    else:
+        out.print("no watchdog: nothing restarts it if it dies")
     out.print(f"output in {log_file}; `allele status` to watch, `allele stop` to stop")
+
+
+def _wait_gone(check: Callable[[], int | None], deadline: float) -> bool:
+    while time.time() < deadline:
+        if check() is None:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 @app.command()
 def stop(timeout: Annotated[float, typer.Option(help="seconds to wait for a clean stop")] = 30.0) -> None:
-    """Stop the engine running for this home (SIGTERM: the ledger and the recording are closed cleanly)."""
+    """Stop the watchdog (so that it does not restart the engine), then the engine (SIGTERM: the ledger and
+    the recording are closed cleanly)."""
     home = allele_home()
+    watcher = running_watchdog(home)
     pid = running_pid(home)
-    if pid is None:
+    if watcher is None and pid is None:
         raise _fail(f"no engine is running for {home}", code=1)
-    os.kill(pid, signal.SIGTERM)
     deadline = time.time() + timeout
-    while time.time() < deadline:
-        if running_pid(home) is None:
-            out.print(f"engine (pid {pid}) stopped")
-            return
-        time.sleep(0.1)
-    raise _fail(f"engine (pid {pid}) did not stop within {timeout:g} s; `kill -9 {pid}` ends it "
-                "(the ledger survives: every write is a committed transaction)", code=1)
+    if watcher is not None:
+        # The watchdog stops its engine itself (SIGTERM, SIGKILL after [watchdog] stop_timeout_s), then exits.
+        os.kill(watcher, signal.SIGTERM)
+        if not _wait_gone(lambda: running_watchdog(home), deadline + 5):
+            raise _fail(f"the watchdog (pid {watcher}) did not stop within {timeout:g} s; `kill {watcher}` "
+                        "again, or `kill -9` it and then `allele stop` the engine", code=1)
+    pid = running_pid(home) or pid
+    if running_pid(home) is not None:
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)
+        if not _wait_gone(lambda: running_pid(home), deadline):
+            raise _fail(f"engine (pid {pid}) did not stop within {timeout:g} s; `kill -9 {pid}` ends it "
+                        "(the ledger survives: every write is a committed transaction)", code=1)
+    if pid is not None:
+        out.print(f"engine (pid {pid}) stopped")
+    if watcher is not None:
+        out.print(f"watchdog (pid {watcher}) stopped" + ("" if pid is not None else
+                                                         " (the engine was not running: it was being restarted)"))
 
 
 # --- status -----------------------------------------------------------------------------------------------------
@@ -366,10 +399,68 @@ async def _ledger_summary(home: Path) -> dict[str, Any] | None:
         await ledger.close()
 
 
+def _health_check(home: Path, what: str) -> None:
+    """`allele status --check engine|watchdog`: one line, exit 0 when healthy, 1 when not (2: bad argument)."""
+    if what == "engine":
+        pid = running_pid(home)
+        try:
+            interval = load_engine_config(home).status_interval_s
+        except ConfigError:
+            interval = 1.0
+        stale_after = max(15.0, 3 * interval)
+        try:
+            age = time.time() - (home / "engine.json").stat().st_mtime
+        except FileNotFoundError:
+            age = None
+        if pid is None:
+            raise _fail(f"unhealthy: no engine is running for {home}", code=1)
+        if age is None or age > stale_after:
+            raise _fail(f"unhealthy: engine (pid {pid}) has not rewritten engine.json for "
+                        f"{'ever' if age is None else f'{age:.0f} s'} (hung?)", code=1)
+        out.print(f"healthy: engine (pid {pid}) running, engine.json {age:.1f} s old")
+    elif what == "watchdog":
+        state = read_watchdog_state(home)
+        if state is None or not state["alive"]:
+            raise _fail(f"unhealthy: no watchdog is running for {home}"
+                        + (f" (last state: {state['state']})" if state else ""), code=1)
+        if state["state"] not in ("starting", "running", "restarting"):
+            raise _fail(f"unhealthy: watchdog (pid {state['pid']}) is {state['state']}", code=1)
+        out.print(f"healthy: watchdog (pid {state['pid']}) {state['state']}, {state['restart_count']} restarts")
+    else:
+        raise _fail(f"--check takes 'engine' or 'watchdog', not {what!r}")
+
+
+def _describe_watchdog(state: dict[str, Any] | None) -> str:
+    """One line on the watchdog for `allele status`."""
+    if state is None:
+        return "watchdog: never ran here"
+    word = state["state"]
+    if not state["alive"] and word not in ("stopped", "gave-up"):
+        word = f"not running (it died while {word})"
+    line = f"watchdog: {word}" + (f" (pid {state['pid']})" if state["alive"] else "")
+    line += f", {state['restart_count']} restart{'s' if state['restart_count'] != 1 else ''}"
+    if state["restarts"]:
+        last = state["restarts"][-1]
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["ts"]))
+        line += f", last at {when}: {last['cause']}"
+    if state["alive"] and state["last_heartbeat_age_s"] is not None:
+        line += f"; last heartbeat {state['last_heartbeat_age_s']:.1f} s ago"
+    if state.get("gave_up"):
+        line += f"; gave up: {state['gave_up']}"
+    return line
+
+
 @app.command()
-def status(as_json: JsonFlag = False) -> None:
-    """Engine, organisms, positions, P&L, risk state, deployed plugins and quarantined instances."""
+def status(as_json: JsonFlag = False,
+           check: Annotated[str | None, typer.Option(
+               "--check", metavar="engine|watchdog",
+               help="health check (containers, monitoring): exit 0 if the engine runs and rewrites engine.json, or "
+                    "if the watchdog runs and has not given up; else print why and exit 1")] = None) -> None:
+    """Engine, watchdog, organisms, positions, P&L, risk state, deployed plugins and quarantined instances."""
     home = allele_home()
+    if check is not None:
+        _health_check(home, check)
+        return
     pid = running_pid(home)
     engine = read_status(home)
     if engine is not None:
@@ -378,9 +469,10 @@ def status(as_json: JsonFlag = False) -> None:
     quarantined = [q.__dict__ for q in read_quarantine_log(home)]
     kill_reason = killswitch.reason(home)
     ledger = _run(_ledger_summary(home))
+    watchdog = read_watchdog_state(home)
     report = {"home": str(home), "engine": engine, "kill_switch": {"engaged": kill_reason is not None,
                                                                   "reason": kill_reason or ""},
-              "ledger": ledger, "deployed": deployed, "quarantined": quarantined}
+              "ledger": ledger, "deployed": deployed, "quarantined": quarantined, "watchdog": watchdog}
     if as_json:
         _print_json(report)
         return
@@ -399,6 +491,7 @@ def status(as_json: JsonFlag = False) -> None:
             table.add_row(o["id"], o["strategy"], "quarantined" if o["quarantined"] else str(o["active"]).lower(),
                           f"{o['equity']:.2f}", held, str(o["open_orders"]), str(o["signals"]))
         out.print(table)
+    out.print(_describe_watchdog(watchdog))
     out.print("kill switch: " + (f"ENGAGED ({kill_reason})" if kill_reason is not None else "off"))
     if ledger is not None:
         out.print(f"ledger: {len(ledger['positions'])} open positions, {ledger['open_orders']} open orders, "

@@ -27,7 +27,8 @@ def count(db: Path, sql: str) -> int:
 def test_sigkill_mid_session_then_restart(built, tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {**os.environ, "ALLELE_HOME": str(home), "ALLELE_ENGINE__LEDGER_SYNC": "full"}
-    engine = subprocess.Popen([str(ALLELE), "start", "--speed", "0", "--bars", "100000"], env=env,
+    # --no-watchdog: this test is about the engine's own crash (a watchdog would restart it; test_watchdog.py)
+    engine = subprocess.Popen([str(ALLELE), "start", "--no-watchdog", "--speed", "0", "--bars", "100000"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     db = home / "trading.db"
     try:

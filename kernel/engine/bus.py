@@ -58,6 +58,11 @@ class Bus:
                     log.exception("bus subscriber %r failed on %s #%d and was removed", fn, topic, msg.seq)
                     self.unsubscribe(fn)
 
+    def holds_since(self, seq: int) -> bool:
+        """Whether the history still holds every non-tick message published after `seq`."""
+        history = self._history
+        return len(history) < (history.maxlen or 0) or not history or history[0].seq <= seq + 1
+
     def since(self, seq: int, topics: tuple[str, ...] = TOPICS) -> list[Message]:
         """Messages after `seq` still in the buffer (ticks are not kept)."""
         return [m for m in self._history if m.seq > seq and m.topic in topics]

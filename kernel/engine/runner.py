@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from allele.kernel.plugin.errors import PluginError
+from allele.watchdog.heartbeat import start_heartbeat, stop_heartbeat
 
 from .engine import Organism
 from .session import Session, SessionError, start_strategy, strategy_catalog
@@ -107,8 +108,9 @@ def _organism_row(org: Organism) -> dict[str, Any]:
 
 
 async def serve(session: Session, home: Path, *, status_interval_s: float = 1.0,
-                on_ready: Callable[[Session], None] | None = None) -> None:
-    """Run `session` until its events end or SIGTERM/SIGINT; keep engine.json and engine.pid current."""
+                on_ready: Callable[[Session], None] | None = None, serve_api: bool = True) -> None:
+    """Run `session` until its events end or SIGTERM/SIGINT; keep engine.json and engine.pid current.
+    `serve_api`: also serve the operator's API (`[api]` of config.toml) from this loop while it runs."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -138,15 +140,34 @@ async def serve(session: Session, home: Path, *, status_interval_s: float = 1.0,
     if on_ready is not None:
         on_ready(session)
     keeper = asyncio.create_task(housekeeping())
+    api = await _start_api(session, home, stop) if serve_api else None
+    # Heartbeats to the watchdog, from this loop: a blocked loop or a stopped process stops them.
+    beat = start_heartbeat(home, lambda: {"session": session.engine.session,
+                                          "counters": session.engine.counters.to_json()})
     try:
         await session.run(stop=stop)
     finally:
+        await stop_heartbeat(beat)
         stop.set()
         with contextlib.suppress(Exception):
             await keeper
+        if api is not None:
+            await api.stop()
         write_status("stopped")
         await session.close()
         pid_path(home).unlink(missing_ok=True)
+
+
+async def _start_api(session: Session, home: Path, stop: asyncio.Event) -> Any:
+    """The API server, or None when it is disabled or cannot start (the engine trades on; the error is logged)."""
+    from allele.kernel.api.server import start_api  # imported here: the API's web stack loads only when served
+    from allele.kernel.config import ConfigError
+
+    try:
+        return await start_api(session, home, running=lambda: not stop.is_set())
+    except (OSError, ConfigError, RuntimeError) as exc:  # RuntimeError: a token file others can read
+        log.error("the operator's API is not served: %s", exc)
+        return None
 
 
 def _dir_stamp(directory: Path) -> tuple[tuple[str, int], ...]:
