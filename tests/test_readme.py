@@ -8,11 +8,13 @@ import re
 import pytest
 from pydantic import BaseModel
 
+from allele.kernel.api.config import ApiConfig
 from allele.kernel.engine.config import EngineConfig, OrganismSpec, SensorSpec
 from allele.kernel.exchange.settings import ExchangeSettings
 from allele.kernel.paths import SOURCE_ROOT
 from allele.kernel.plugin.limits import KindLimits
 from allele.kernel.risk import RiskConfig
+from allele.watchdog.config import WatchdogConfig
 
 README = (SOURCE_ROOT / "README.md").read_text()
 
@@ -26,7 +28,8 @@ def rows() -> dict[str, str]:
     return found
 
 
-@pytest.mark.parametrize("model", [EngineConfig, OrganismSpec, SensorSpec, RiskConfig, KindLimits, ExchangeSettings],
+@pytest.mark.parametrize("model", [EngineConfig, OrganismSpec, SensorSpec, RiskConfig, KindLimits, ExchangeSettings,
+                                   ApiConfig, WatchdogConfig],
                          ids=lambda m: m.__name__)
 def test_every_key_is_in_a_readme_table(model: type[BaseModel]) -> None:
     documented = rows()
