@@ -71,6 +71,12 @@ class Api:
         return result
 
 
+ARCHIVE = {"descriptors": ["turnover", "holding_bars", "beta", "exposure", "venue"],
+           "bins": {"turnover": [0.01, 0.1], "holding_bars": [5.0], "beta": [0.0], "exposure": [0.5]},
+           "cells": [{"niche": [1, 0, 1, 1, "sim"], "labels": {"venue": "sim"}, "fingerprint": "child001",
+                      "value": 1.25}]}
+
+
 def _seed_arena(home: Path) -> None:
     """An arena standing and lineage in the ledger file (not funded, so the engine does not trade it)."""
     store = ArenaStore(home / "trading.db")
@@ -84,6 +90,8 @@ def _seed_arena(home: Path) -> None:
                              "allocation": "0.0", "fitness": 1.25, "sortino": 1.5, "dsr": 0.7, "oos_sharpe": 0.9,
                              "trades": 12, "protected": 0, "funded": 0, "reason": "evaluated", "run_id": "run-1",
                              "generation": 1}])
+        store.start_run("run-1", {}, "data")
+        store.finish_run("run-1", 1, [], ARCHIVE)
     finally:
         store.close()
 
@@ -323,6 +331,30 @@ def test_risk_plugins_vault_watchdog_and_arena(traded: Api) -> None:
     assert [(n["fingerprint"], n["operator"]) for n in lineage] == [("child001", "mutate"), ("parent01", "seed")]
     missing = httpx.get(traded.url + "/api/arena/lineage/nope", headers=traded.auth, timeout=10)
     assert missing.status_code == 404 and "'nope'" in missing.json()["detail"]
+
+
+def test_the_order_book_the_niches_and_the_proof_documents(traded: Api) -> None:
+    book = traded.get("/api/book/BTC-USD", depth=5)
+    assert book["symbol"] == "BTC-USD" and book["ts_ns"] > 0 and book["bids"] and book["asks"]
+    assert len(book["bids"]) <= 5 and len(book["asks"]) <= 5
+    bids, asks = [b["price"] for b in book["bids"]], [a["price"] for a in book["asks"]]
+    assert bids == sorted(bids, reverse=True) and asks == sorted(asks) and bids[0] < asks[0]
+    assert all(level["quantity"] > 0 for level in book["bids"] + book["asks"])
+    unknown = httpx.get(traded.url + "/api/book/NOPE-USD", headers=traded.auth, timeout=10)
+    assert unknown.status_code == 404 and "'NOPE-USD'" in unknown.json()["detail"]
+
+    archive = traded.get("/api/arena/archive")
+    assert archive["run_id"] == "run-1" and archive["cells"] == ARCHIVE["cells"]
+    assert archive["descriptors"] == ARCHIVE["descriptors"]
+
+    sma = next(p for p in traded.get("/api/plugins") if p["name"] == "sma_cross")
+    assert sma["proof_url"] == f"/api/plugins/{sma['sha256']}/proof"
+    proof = httpx.get(traded.url + sma["proof_url"], headers=traded.auth, timeout=10)
+    assert proof.status_code == 200 and proof.headers["content-type"].startswith("text/markdown")
+    assert proof.text == (SOURCE_ROOT / "docs" / "strategies" / "sma_cross.md").read_text()
+    assert httpx.get(traded.url + sma["proof_url"], timeout=10).status_code == 401
+    nothing = httpx.get(traded.url + "/api/plugins/" + "f" * 64 + "/proof", headers=traded.auth, timeout=10)
+    assert nothing.status_code == 404
 
 
 def test_docs_and_the_dashboard_page_are_served(api: Api) -> None:

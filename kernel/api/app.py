@@ -11,13 +11,14 @@ Every /api route and /ws need the token (`auth.py`); /docs and the dashboard's s
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -32,6 +33,7 @@ from allele.kernel.engine.deploy import DeployError, Deployment, UnprovenError, 
 from allele.kernel.engine.session import Session, ledger_path
 from allele.kernel.paths import SOURCE_ROOT
 from allele.kernel.risk import killswitch
+from allele.vault import VaultError, default_vault_dir, list_entries
 
 from . import models as m
 from .auth import require_token
@@ -257,6 +259,26 @@ async def pnl_history(api: Ctx, organism: Annotated[str, Query(description="an o
 risk_routes = APIRouter(tags=["risk"])
 
 
+@engine_routes.get("/book/{symbol}", response_model=m.Book, summary="The simulated venue's order book")
+async def book(api: Ctx, symbol: str, depth: Annotated[int, Query(ge=1, le=200)] = 20) -> m.Book:
+    engine = api.session.engine
+    matching = getattr(engine.venue, "engine", None)  # the simulated venue's matching engine
+    if matching is None:
+        raise HTTPException(404, detail=f"the venue '{engine.venue.name}' has no order book to show "
+                                        "(only the simulated venue's is served)")
+    if symbol not in engine.venue.symbols():
+        raise HTTPException(404, detail=f"the venue does not list {symbol!r} (it lists "
+                                        f"{', '.join(engine.venue.symbols())})")
+    instrument = engine.venue.instrument(symbol)
+    books = matching.book(symbol)
+
+    def side(name: Literal["buy", "sell"]) -> list[m.BookLevel]:
+        return [m.BookLevel(price=instrument.price(ticks), quantity=instrument.quantity(lots))
+                for ticks, lots in itertools.islice(books.levels(name), depth)]
+
+    return m.Book(symbol=symbol, ts_ns=engine.now_ns, bids=side("buy"), asks=side("sell"))
+
+
 @risk_routes.get("/risk", response_model=m.RiskState, summary="Risk settings, drawdown, kill switch")
 async def risk(api: Ctx) -> m.RiskState:
     engine = api.session.engine
@@ -315,8 +337,36 @@ async def plugins(api: Ctx) -> list[m.Plugin]:
         path = Path(r["path"])
         out[r["sha256"]] = m.Plugin(name=r["name"], kind=r["kind"], version=r["version"], sha256=r["sha256"],
                                     path=str(path), deployed=path.resolve().is_relative_to(deployed_root),
-                                    organisms=users.get(r["sha256"], []))
+                                    organisms=users.get(r["sha256"], []),
+                                    proof_url=f"/api/plugins/{r['sha256']}/proof" if _proof_path(api, path)
+                                    else None)
     return list(out.values())
+
+
+def _proof_path(api: ApiContext, wasm: Path) -> Path | None:
+    """A plugin's proof document: next to a deployed .wasm (`x.proof.md`, as `allele deploy` copies it), else the
+    manifest's `proof` path of a loaded instance (bundled strategies: docs/strategies/<name>.md in Allele's tree)."""
+    beside = wasm.with_suffix(".proof.md")
+    if beside.is_file():
+        return beside
+    for org in api.session.engine.organisms.values():
+        if Path(org.strategy.loaded.source).resolve() == wasm.resolve() and org.strategy.loaded.manifest.proof:
+            candidate: Path = (SOURCE_ROOT / str(org.strategy.loaded.manifest.proof)).resolve()
+            if candidate.is_file() and candidate.is_relative_to(SOURCE_ROOT.resolve()):
+                return candidate
+    return None
+
+
+@plugin_routes.get("/plugins/{sha256}/proof", response_class=Response, summary="A plugin's proof document (Markdown)",
+                   responses={200: {"content": {"text/markdown": {}}}, 404: {"description": "no proof document"}})
+async def plugin_proof(api: Ctx, sha256: str) -> Response:
+    for r in await api.session.engine.ledger.plugins():
+        if r["sha256"] == sha256:
+            proof = _proof_path(api, Path(r["path"]))
+            if proof is None:
+                raise HTTPException(404, detail=f"plugin {r['name']} ({sha256[:12]}) has no proof document")
+            return Response(proof.read_bytes(), media_type="text/markdown; charset=utf-8")
+    raise HTTPException(404, detail=f"no plugin with sha256 {sha256!r}")
 
 
 @plugin_routes.post("/plugins", response_model=m.Deployed, status_code=201,
@@ -361,20 +411,15 @@ async def deploy(api: Ctx, wasm: Annotated[UploadFile, File(description="the plu
 
 @plugin_routes.get("/vault", response_model=m.Vault, summary="Vault entry names (never secret values)")
 async def vault(api: Ctx) -> m.Vault:
-    try:
-        from allele import vault as vault_pkg
-        list_entries = vault_pkg.list_entries  # type: ignore[attr-defined,unused-ignore]
-        default_vault_dir = vault_pkg.default_vault_dir  # type: ignore[attr-defined,unused-ignore]
-    except (ImportError, AttributeError):
-        return m.Vault(entries=[], note="allele.vault has no list_entries yet: no entries to show")
     directory = default_vault_dir(api.home)
+    if not directory.exists():
+        return m.Vault(entries=[], note=f"no vault at {directory}: `allele vault init` creates one")
     try:
         infos = list_entries(directory)
-    except Exception as exc:  # a damaged vault file: say so, never guess
+    except VaultError as exc:  # a damaged vault file: say so, never guess
         return m.Vault(entries=[], note=f"the vault at {directory} cannot be read: {exc}")
     # Only these four fields are copied: whatever else an entry holds never reaches the API.
-    return m.Vault(entries=[m.VaultEntry(name=str(e.name), exchange=getattr(e, "exchange", None),
-                                         created=getattr(e, "created", None), last_used=getattr(e, "last_used", None))
+    return m.Vault(entries=[m.VaultEntry(name=e.name, exchange=e.exchange, created=e.created, last_used=e.last_used)
                             for e in infos])
 
 
@@ -386,6 +431,15 @@ arena_routes = APIRouter(tags=["arena"])
 @arena_routes.get("/arena/leaderboard", response_model=list[m.Standing], summary="The arena's standing, best first")
 async def leaderboard(api: Ctx, limit: LimitQ = 100) -> list[m.Standing]:
     return [m.Standing(**row) for row in api.arena.standing()[:limit]]
+
+
+@arena_routes.get("/arena/archive", response_model=m.ArenaArchive,
+                  summary="The MAP-Elites niches of the latest arena run")
+async def archive(api: Ctx) -> m.ArenaArchive:
+    grid = api.arena.latest_archive()
+    if grid is None:
+        raise HTTPException(404, detail="no arena run has finished yet: `allele arena run --data ...` makes one")
+    return m.ArenaArchive(**grid)
 
 
 @arena_routes.get("/arena/lineage/{fingerprint}", response_model=list[m.LineageNode],

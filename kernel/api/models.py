@@ -151,6 +151,31 @@ class Plugin(BaseModel):
     path: str
     deployed: bool = Field(description="installed under .allele/plugins (not a bundled build)")
     organisms: list[str] = Field(description="organisms running it now")
+    proof_url: str | None = Field(None, description="where its proof document is served (strategies), if it has one")
+
+
+class BookLevel(BaseModel):
+    price: float
+    quantity: float
+
+
+class Book(BaseModel):
+    """The simulated venue's order book for one symbol: the best `depth` price levels of each side."""
+
+    symbol: str
+    ts_ns: int = Field(description="event time of the snapshot")
+    bids: list[BookLevel] = Field(description="best (highest) first")
+    asks: list[BookLevel] = Field(description="best (lowest) first")
+
+
+class ArenaArchive(BaseModel):
+    """The MAP-Elites archive of the latest arena run: bin edges and one cell per occupied niche."""
+
+    run_id: str
+    finished_ns: int | None
+    descriptors: list[str]
+    bins: dict[str, list[float]]
+    cells: list[dict[str, Any]]
 
 
 class Deployed(BaseModel):

@@ -331,7 +331,7 @@ class Arena:
         self.store.add_events(transitions)
         # The organisms already trading are judged on their paper/live record, not on this run's backtest.
         review_lifecycle(self.store, cfg.generations - 1, cfg.fitness)
-        self.store.finish_run(run_id, len(self.trial_oos), [s.to_json() for s in summaries])
+        self.store.finish_run(run_id, len(self.trial_oos), [s.to_json() for s in summaries], self.archive.grid())
         board = tuple(self._row(s, allocation) for s in sorted(
             (s for s in scored if s.fitness),
             key=lambda s: (not s.funded, bool(s.ranked and s.ranked.protected),

@@ -108,10 +108,21 @@ class ArenaStore:
                        "VALUES (?, ?, ?, 0, '[]', ?)", (run_id, json.dumps(config, sort_keys=True), data_fingerprint,
                                                         time.time_ns()))
 
-    def finish_run(self, run_id: str, trials: int, summary: Sequence[Mapping[str, Any]]) -> None:
+    def finish_run(self, run_id: str, trials: int, summary: Sequence[Mapping[str, Any]],
+                   archive: Mapping[str, Any] | None = None) -> None:
         with self._tx() as db:
-            db.execute("UPDATE arena_runs SET trials = ?, summary = ?, finished_ns = ? WHERE run_id = ?",
-                       (trials, json.dumps(summary), time.time_ns(), run_id))
+            db.execute("UPDATE arena_runs SET trials = ?, summary = ?, finished_ns = ?, archive = ? WHERE run_id = ?",
+                       (trials, json.dumps(summary), time.time_ns(), None if archive is None else json.dumps(archive),
+                        run_id))
+
+    def latest_archive(self) -> dict[str, Any] | None:
+        """The MAP-Elites grid (`Archive.grid()`) of the most recently finished run, or None."""
+        row = self._db.execute("SELECT run_id, archive, finished_ns FROM arena_runs WHERE archive IS NOT NULL "
+                               "ORDER BY finished_ns DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        grid: dict[str, Any] = json.loads(row[1])
+        return {"run_id": row[0], "finished_ns": row[2], **grid}
 
     # --- queries --------------------------------------------------------------------------------------
 

@@ -206,6 +206,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        4,
+        "the arena's MAP-Elites archive of each run, for the dashboard's niche grid",
+        ("ALTER TABLE arena_runs ADD COLUMN archive TEXT",),  # JSON: Archive.grid()
+    ),
 )
 
 
