@@ -38,9 +38,9 @@ from allele.kernel.config import ConfigError
 from allele.kernel.engine.config import EngineConfig, load_engine_config
 from allele.kernel.engine.deploy import DeployError, UnprovenError, install_plugin, record_deployment
 from allele.kernel.engine.firehose import RecordingError, list_sessions
+from allele.kernel.engine.ports import TradingSession
 from allele.kernel.engine.runner import read_status, running_pid, serve
 from allele.kernel.engine.session import (
-    Session,
     SessionError,
     check_config,
     historical_dir,
@@ -51,7 +51,7 @@ from allele.kernel.engine.session import (
 from allele.kernel.ledger import Ledger
 from allele.kernel.paths import BUNDLED_PLUGINS_DIR, allele_home
 from allele.kernel.plugin.errors import PluginError
-from allele.kernel.plugin.host import read_quarantine_log
+from allele.kernel.plugin.host import PluginHost, read_quarantine_log
 from allele.kernel.plugin.manifest import ParamValue
 from allele.kernel.risk import killswitch
 from allele.kernel.sdk.build import KIND_DIRS, BuildError, build_many, bundled_plugin_dirs
@@ -238,7 +238,7 @@ def start(detach: Annotated[bool, typer.Option("--detach", help="run in the back
     rows = _plugin_rows(home, built + list_deployed(home))
     _configure_logging(home, verbose)
 
-    def ready(session: Session) -> None:
+    def ready(session: TradingSession) -> None:
         engine = session.engine
         info = {"home": str(home), "session": engine.session, "pid": os.getpid(), "plugins": rows,
                 "organisms": [{"id": o.id, "strategy": o.strategy.name, "symbols": sorted(o.symbols),
@@ -253,7 +253,8 @@ def start(detach: Annotated[bool, typer.Option("--detach", help="run in the back
         for r in rows:
             table.add_row(r["name"], r["kind"], r["abi"], r["version"], r["sha256"][:12], r["status"])
         out.print(table)
-        orgs = Table("organism", "strategy", "symbols", "allocation USD", title=f"paper session {engine.session}")
+        kind = "paper" if cfg.mode == "paper" else f"live ({session.header.get('mode', 'live')})"
+        orgs = Table("organism", "strategy", "symbols", "allocation USD", title=f"{kind} session {engine.session}")
         for o in info["organisms"]:
             orgs.add_row(o["id"], o["strategy"], ", ".join(o["symbols"]), f"{o['allocation']:.2f}")
         out.print(orgs)
@@ -263,8 +264,9 @@ def start(detach: Annotated[bool, typer.Option("--detach", help="run in the back
                   "kill switch: `allele kill-switch on`")
 
     async def main() -> dict[str, Any]:
+        session: TradingSession
         try:
-            session = await open_paper_session(home, config=cfg)
+            session = await (_open_live(home, cfg) if cfg.mode == "live" else open_paper_session(home, config=cfg))
         except (SessionError, ConfigError) as exc:
             raise _fail(str(exc)) from None
         await serve(session, home, status_interval_s=cfg.status_interval_s, on_ready=ready)
@@ -282,6 +284,21 @@ def start(detach: Annotated[bool, typer.Option("--detach", help="run in the back
         out.print(f"stopped session {final['session']}: {c['events']} events, {c['signals']} signals, "
                   f"{c['orders']} orders, {c['fills']} fills, {c['refused']} refused by risk; "
                   f"equity {final['equity']:.2f} USD")
+
+
+async def _open_live(home: Path, cfg: EngineConfig) -> TradingSession:
+    """A live session on `[exchange]`, its orders signed with the vault's credentials (unlocked with
+    $ALLELE_VAULT_PASSPHRASE or the vault's key file: an engine cannot prompt)."""
+    from allele.kernel.engine.live import open_live_session  # ccxt loads only for live sessions
+    from allele.vault import Vault, VaultError, default_vault_dir
+
+    try:
+        vault = Vault.open(default_vault_dir(home))
+    except VaultError as exc:
+        raise SessionError(f"[engine] mode = \"live\" needs the vault's credentials: {exc}") from None
+    session: TradingSession = await open_live_session(home, credentials=vault, config=cfg,
+                                                      host=PluginHost(home, signer=vault))
+    return session
 
 
 def _start_detached(home: Path, engine_options: list[str], as_json: bool = False, *, watchdog: bool = True,

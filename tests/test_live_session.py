@@ -4,6 +4,12 @@ credentials from a real Vault file; real ccxt, real strategies (wasm), real SQLi
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,3 +203,51 @@ async def test_a_quiet_market_leaves_the_engine_loop_free_to_stop(built: Any, ma
         assert ticks == 5 and session.engine.counters.events == 0
     finally:
         server.stop()
+
+
+def _toml_inline(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_inline(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)  # strings and numbers: JSON's forms are TOML's
+
+
+def test_allele_start_trades_live_on_the_emulator_with_the_vault(emulator: EmulatorServer, built: Any,
+                                                                  tmp_path: Path) -> None:
+    """`allele start` with `mode = "live"`: the whole pipeline from the CLI, credentials from the vault."""
+    home = tmp_path / "home"
+    home.mkdir()
+    Vault.create(home / "vault", passphrase=PASSPHRASE, scrypt=ScryptParams(n=2**10)).add(
+        "main", exchange="binance", api_key=KEY, secret=SECRET)
+    (home / "config.toml").write_text(
+        '[engine]\nmode = "live"\n\n[api]\nenabled = false\n\n'
+        f'[exchange]\nid = "binance"\naccount = "main"\nsymbols = ["ETH-USDT"]\npoll_s = 0.1\n'
+        f'urls = {_toml_inline(emulator.ccxt_urls())}\n\n'
+        '[[organisms]]\nid = "sma"\nstrategy = "sma_cross"\nparams = { fast = 2, slow = 3 }\n'
+        'symbols = ["ETH-USDT"]\nallocation = 40.0\n')
+    env = {**os.environ, "ALLELE_HOME": str(home), "ALLELE_VAULT_PASSPHRASE": PASSPHRASE}
+    allele = Path(sys.executable).parent / "allele"
+    log = (tmp_path / "engine.out").open("w")
+    proc = subprocess.Popen([str(allele), "start", "--no-watchdog"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        state = emulator.state
+        while len(emulator.call(lambda: list(state.my_trades.get(KEY, [])))) < 2:
+            assert proc.poll() is None, (tmp_path / "engine.out").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no live fills within 180 s"
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        log.close()
+    venue_ids = emulator.call(lambda: {o.client_order_id for o in state.orders.values()})
+    ledger = sqlite3.connect(home / "trading.db")
+    ours = {r[0] for r in ledger.execute("SELECT client_order_id FROM orders WHERE organism = 'sma'")}
+    fills = ledger.execute("SELECT COUNT(*) FROM fills").fetchone()[0]
+    ledger.close()
+    assert ours and venue_ids <= ours and fills >= 2
+
+    # A wrong passphrase: refused at start, naming what to do, and the secret is never printed.
+    bad = subprocess.run([str(allele), "start", "--no-watchdog"], env={**env, "ALLELE_VAULT_PASSPHRASE": "wrong"},
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "vault" in bad.stderr and "passphrase" in bad.stderr
+    assert SECRET not in bad.stdout + bad.stderr

@@ -30,7 +30,8 @@ import allele.kernel
 from allele.kernel.arena.store import ArenaStore
 from allele.kernel.engine.bus import TOPICS
 from allele.kernel.engine.deploy import DeployError, Deployment, UnprovenError, install_plugin, record_deployment
-from allele.kernel.engine.session import Session, ledger_path
+from allele.kernel.engine.ports import TradingSession
+from allele.kernel.engine.session import ledger_path
 from allele.kernel.paths import SOURCE_ROOT
 from allele.kernel.risk import killswitch
 from allele.vault import VaultError, default_vault_dir, list_entries
@@ -51,7 +52,7 @@ class ApiContext:
     """What the API serves from: the running session, its bus hub, the home directory and the token."""
 
     home: Path
-    session: Session
+    session: TradingSession
     hub: Hub
     token: str
     config: ApiConfig

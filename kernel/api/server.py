@@ -26,7 +26,7 @@ from typing import Any
 
 import uvicorn
 
-from allele.kernel.engine.session import Session
+from allele.kernel.engine.ports import TradingSession
 
 from .apitoken import ensure_token
 from .app import ApiContext, create_app
@@ -56,7 +56,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def publish_periodic(session: Session, hub: Hub, interval_s: float = 1.0, health_every: int = 5) -> None:
+async def publish_periodic(session: TradingSession, hub: Hub, interval_s: float = 1.0, health_every: int = 5) -> None:
     """What the engine does not publish itself: `organism` messages `{"ranking": [ids, best first], "equity":
     {...}}` whenever the organisms' order by equity changes (checked every `interval_s`), and a `health`
     message every `health_every` intervals (events, event time, kill switch, stream clients and drops)."""
@@ -110,7 +110,7 @@ class ApiServer:
                 info_path(self.home).unlink()
 
 
-async def start_api(session: Session, home: Path, *, config: ApiConfig | None = None,
+async def start_api(session: TradingSession, home: Path, *, config: ApiConfig | None = None,
                     running: Callable[[], bool] = lambda: True) -> ApiServer | None:
     """Start serving `session`'s API in the running loop; returns once it listens (None if disabled).
 

@@ -15,11 +15,17 @@ a pure function of its inputs and seeds.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from allele.kernel.domain import FinalizedOrder, MarketEvent, VenueEvent
 from allele.kernel.venue.book import Instrument
+
+if TYPE_CHECKING:  # the engine imports this module
+    from allele.kernel.plugin.host import PluginHost
+
+    from .engine import Engine
 
 
 @runtime_checkable
@@ -70,4 +76,22 @@ class Venue(Protocol):
 
     def drain(self) -> list[VenueEvent]:
         """At the end of a finite run: process every request still in flight."""
+        ...
+
+
+class TradingSession(Protocol):
+    """A running engine with what feeds it, as `allele start`, the runner and the API see it: a paper session
+    (`session.Session`) or a live one (`live.LiveSession`)."""
+
+    engine: Engine
+    host: PluginHost
+    header: dict[str, Any]
+    closed: list[str]
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Trade until the events end or `stop` is set."""
+        ...
+
+    async def close(self) -> None:
+        """Close what the session opened (ledger, recording, venue connections)."""
         ...

@@ -28,7 +28,8 @@ from allele.kernel.plugin.errors import PluginError
 from allele.watchdog.heartbeat import start_heartbeat, stop_heartbeat
 
 from .engine import Organism
-from .session import Session, SessionError, start_strategy, strategy_catalog
+from .ports import TradingSession
+from .session import SessionError, start_strategy, strategy_catalog
 
 log = logging.getLogger("allele.engine")
 
@@ -76,7 +77,7 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-async def hot_swap(session: Session, home: Path) -> list[str]:
+async def hot_swap(session: TradingSession, home: Path) -> list[str]:
     """Queue newly deployed strategies for organisms that trade them by name; returns the organisms queued."""
     engine = session.engine
     catalog = strategy_catalog(home)
@@ -107,8 +108,8 @@ def _organism_row(org: Organism) -> dict[str, Any]:
             "allocation": org.allocation, "sha256": org.plugin_sha256}
 
 
-async def serve(session: Session, home: Path, *, status_interval_s: float = 1.0,
-                on_ready: Callable[[Session], None] | None = None, serve_api: bool = True) -> None:
+async def serve(session: TradingSession, home: Path, *, status_interval_s: float = 1.0,
+                on_ready: Callable[[TradingSession], None] | None = None, serve_api: bool = True) -> None:
     """Run `session` until its events end or SIGTERM/SIGINT; keep engine.json and engine.pid current.
     `serve_api`: also serve the operator's API (`[api]` of config.toml) from this loop while it runs."""
     stop = asyncio.Event()
@@ -158,7 +159,7 @@ async def serve(session: Session, home: Path, *, status_interval_s: float = 1.0,
         pid_path(home).unlink(missing_ok=True)
 
 
-async def _start_api(session: Session, home: Path, stop: asyncio.Event) -> Any:
+async def _start_api(session: TradingSession, home: Path, stop: asyncio.Event) -> Any:
     """The API server, or None when it is disabled or cannot start (the engine trades on; the error is logged)."""
     from allele.kernel.api.server import start_api  # imported here: the API's web stack loads only when served
     from allele.kernel.config import ConfigError
