@@ -7,12 +7,16 @@ Afterwards the secret and the vault passphrase are searched for, as raw bytes, i
 - the linear memory of every WebAssembly instance alive in the process (strategies, the exchange
   plugin), with a positive control proving the scanner sees what a plugin holds;
 - every file under the Allele home except the vault's own (ledger, WAL, firehose, logs);
-- everything the loggers wrote at DEBUG level.
+- everything the loggers wrote at DEBUG level;
+- every answer of the operator's API serving the live session (each GET route) and everything its
+  WebSocket stream sent while the session traded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import json
 import logging
 import secrets
 import time
@@ -20,9 +24,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from memscan import linear_memories, linear_memory_contains
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
+from allele.kernel.api.config import ApiConfig
+from allele.kernel.api.server import start_api
 from allele.kernel.domain import FinalizedOrder
 from allele.kernel.emulator.server import EmulatorServer
 from allele.kernel.emulator.state import Account, EmulatorState
@@ -65,6 +74,28 @@ def debug_log(tmp_path: Path) -> Iterator[Path]:
     handler.close()
 
 
+async def _every_get(url: str, token: str, live: Any) -> str:
+    """The text of every GET route of the API (path parameters filled in from the session)."""
+    fingerprint = "0" * 64
+    paths = ["/api/health", "/api/status", "/api/organisms", "/api/watchdog", "/api/stream?since=0",
+             "/api/positions", "/api/orders", "/api/fills", "/api/pnl", "/api/pnl/history", "/api/book/ETH-USDT",
+             "/api/risk", "/api/risk/rejections", "/api/kill-switch", "/api/plugins", "/api/vault",
+             "/api/arena/leaderboard", "/api/arena/archive", f"/api/arena/lineage/{fingerprint}", "/openapi.json"]
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+        texts = []
+        for path in paths:
+            reply = await client.get(path)
+            assert reply.status_code in (200, 404), f"{path}: {reply.status_code} {reply.text}"
+            texts.append(reply.text)
+        plugins = (await client.get("/api/plugins")).json()
+        for plugin in plugins:
+            if plugin["proof_url"]:
+                texts.append((await client.get(plugin["proof_url"])).text)
+    vault_names = [e["name"] for e in json.loads(texts[paths.index("/api/vault")])["entries"]]
+    assert vault_names == ["main"]  # the vault is listed: by name only
+    return "\n".join(texts)
+
+
 def files_holding(home: Path, needles: list[bytes]) -> list[str]:
     hits = []
     for path in sorted(p for p in home.rglob("*") if p.is_file() and "vault" not in p.relative_to(home).parts):
@@ -88,9 +119,21 @@ async def test_the_canary_secret_reaches_no_plugin_file_or_log(emulator: Emulato
     organisms = (OrganismSpec(id="sma", strategy="sma_cross", params={"fast": 2, "slow": 3}, symbols=("ETH-USDT",),
                               allocation=40.0),)
 
-    # 1. A live session: every order signed with the canary through the ccxt path.
+    # 1. A live session: every order signed with the canary through the ccxt path, watched through the API.
     live = await open_live_session(home, credentials=vault, settings=settings, organisms=organisms, host=host,
                                    max_events=200)
+    api = await start_api(live, home, config=ApiConfig(port=0))
+    assert api is not None
+    token = (home / "api.token").read_text().strip()
+    streamed: list[str] = []
+
+    async def listen() -> None:
+        async with connect(api.url.replace("http", "ws") + "/ws", subprotocols=[Subprotocol("allele.bearer"),
+                                                                                Subprotocol(token)]) as ws:
+            async for frame in ws:
+                streamed.append(str(frame))
+
+    listener = asyncio.create_task(listen())
     # 2. The WASM exchange plugin: the host signs its orders with the canary.
     exchange = host.exchange(host.load(built["binance_spot"]))
     exchange.configure({"testnet": True, "recv_window_ms": 5000})
@@ -100,6 +143,10 @@ async def test_the_canary_secret_reaches_no_plugin_file_or_log(emulator: Emulato
     try:
         await live.run()
         assert live.errors == [] and live.engine.counters.orders > 0 and live.engine.counters.fills > 0
+        answers = await _every_get(api.url, token, live)
+        assert len(streamed) > 10 and any('"fill"' in frame for frame in streamed)
+        for needle in (CANARY, PASSPHRASE):
+            assert needle not in answers and not any(needle in frame for frame in streamed)
         order = FinalizedOrder("canary-wasm-1", "BTC-USDT", "buy", "limit", 0.002, 1000.0, "gtc", time.time_ns(), 0)
         reply = await send_plugin_request(exchange.encode_order(order, "main"), vault, "main",
                                           base_url=emulator.base_url)
@@ -118,6 +165,8 @@ async def test_the_canary_secret_reaches_no_plugin_file_or_log(emulator: Emulato
         for needle in (CANARY, PASSPHRASE):
             assert linear_memory_contains(needle.encode()) == [], f"{needle[:10]}... is in a plugin's memory"
     finally:
+        listener.cancel()
+        await api.stop()
         await live.close()
         await paper.close()
 
