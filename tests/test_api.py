@@ -505,6 +505,36 @@ async def test_a_reconnecting_client_resumes_with_since_without_a_gap(traded: Ap
 # -- actions -------------------------------------------------------------------------------------------------------
 
 
+def test_configuring_an_organism_hot_swaps_an_instance_with_its_parameters(traded: Api) -> None:
+    sma = next(o for o in traded.get("/api/organisms") if o["strategy"] == "sma_cross")
+    url = f"{traded.url}/api/organisms/{sma['id']}/params"
+    done = httpx.put(url, json={"params": {"fast": 4, "slow": 17}}, headers=traded.auth, timeout=30)
+    assert done.status_code == 200, done.text
+    assert done.json()["applied"] and done.json()["params"]["fast"] == 4 and done.json()["params"]["slow"] == 17
+    now = next(o for o in traded.get("/api/organisms") if o["id"] == sma["id"])
+    assert now["params"]["fast"] == 4 and now["plugin_sha256"] == sma["plugin_sha256"]
+
+    refused = httpx.put(url, json={"params": {"fast": 30, "slow": 5}}, headers=traded.auth, timeout=30)
+    assert refused.status_code == 422 and "'params'" in refused.json()["detail"] and "refused" in refused.text
+    typo = httpx.put(url, json={"parms": {"fast": 3}}, headers=traded.auth, timeout=30)
+    assert typo.status_code == 422 and "parms" in typo.text
+    assert httpx.put(url, json={"params": {"fast": 3}}, timeout=30).status_code == 401
+    ghost = httpx.put(f"{traded.url}/api/organisms/ghost/params", json={"params": {}}, headers=traded.auth,
+                      timeout=30)
+    assert ghost.status_code == 404 and "'ghost'" in ghost.json()["detail"]
+
+    def recorded() -> bool:  # the swap is in the firehose with its parameters: a replay configures the same
+        for path in (traded.home / "historical").rglob("*.jsonl"):
+            for line in path.read_text().splitlines():
+                if '"swap"' in line and sma["id"] in line:
+                    record = json.loads(line)
+                    if record.get("params", {}).get("fast") == 4:
+                        return True
+        return False
+
+    wait_for("the swap in the firehose", recorded)
+
+
 def test_uploading_a_plugin_deploys_it_and_the_engine_swaps_it_in(traded: Api, tmp_path: Path) -> None:
     wasm = _c_variant(tmp_path, "momentum_c", MOMENTUM_AUTHOR, '\\"author\\":\\"the API test\\"')
     sha = hashlib.sha256(wasm.read_bytes()).hexdigest()

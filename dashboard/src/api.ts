@@ -65,6 +65,11 @@ export interface NicheCell {
   niche: (number | string)[]; labels: Record<string, string>; fingerprint: string; value: number;
 }
 export interface ArchiveGrid { descriptors: string[]; bins: Record<string, number[]>; cells: NicheCell[] }
+// GET /api/arena/archive: the grid of the latest finished arena run (404 while none has finished).
+export interface ArenaArchive extends ArchiveGrid { run_id: string; finished_ns: number | null }
+// GET /api/book/{symbol}: the simulated venue's order book, best level first on each side.
+export interface BookLevel { price: number; quantity: number }
+export interface Book { symbol: string; ts_ns: number; bids: BookLevel[]; asks: BookLevel[] }
 
 export type ApiErrorKind = "down" | "unauthorized" | "missing" | "refused";
 
@@ -88,7 +93,8 @@ function detailOf(body: unknown): string | null {
 export class Api {
   constructor(readonly token: string, readonly base: string = "") {}
 
-  private async request<T>(method: string, path: string, body?: BodyInit, json?: unknown): Promise<T> {
+  private async request<T>(method: string, path: string, body?: BodyInit, json?: unknown,
+                           asText = false): Promise<T> {
     const headers: Record<string, string> = { Authorization: `Bearer ${this.token}` };
     let payload = body;
     if (json !== undefined) {
@@ -106,6 +112,7 @@ export class Api {
     }
     let parsed: unknown = null;
     const text = await response.text();
+    if (asText && response.ok) return text as T;
     try {
       parsed = text ? JSON.parse(text) : null;
     } catch {
@@ -127,6 +134,11 @@ export class Api {
     return this.request<T>("GET", path);
   }
 
+  /** A text document under /api (e.g. a plugin's Markdown proof), fetched with the token. */
+  getText(path: string): Promise<string> {
+    return this.request<string>("GET", path, undefined, undefined, true);
+  }
+
   health(): Promise<Health> { return this.get("/api/health"); }
   status(): Promise<Status> { return this.get("/api/status"); }
   organisms(): Promise<Organism[]> { return this.get("/api/organisms"); }
@@ -145,7 +157,10 @@ export class Api {
   lineage(fingerprint: string): Promise<LineageNode[]> {
     return this.get(`/api/arena/lineage/${encodeURIComponent(fingerprint)}`);
   }
-  archive(): Promise<ArchiveGrid> { return this.get("/api/arena/archive"); }
+  archive(): Promise<ArenaArchive> { return this.get("/api/arena/archive"); }
+  book(symbol: string, depth = 20): Promise<Book> {
+    return this.get(`/api/book/${encodeURIComponent(symbol)}?depth=${depth}`);
+  }
   backfill(since: number, topics: string[], limit = 2000): Promise<Backfill> {
     return this.get(`/api/stream?since=${since}&topics=${topics.join(",")}&limit=${limit}`);
   }

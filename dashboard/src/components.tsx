@@ -113,10 +113,12 @@ export function FilterTable<T>(props: {
   );
 }
 
-export function Modal(props: { title: string; children: ReactNode; onClose: () => void }) {
+export function Modal(props: { title: string; children: ReactNode; onClose: () => void; className?: string;
+                               testId?: string }) {
   return (
     <div className="modal-backdrop" role="presentation" onClick={props.onClose}>
-      <div className="modal" role="dialog" aria-modal="true" aria-label={props.title}
+      <div className={`modal ${props.className ?? ""}`} role="dialog" aria-modal="true" aria-label={props.title}
+           data-testid={props.testId}
            onClick={(e) => e.stopPropagation()}>
         <h2>{props.title}</h2>
         {props.children}

@@ -162,6 +162,66 @@ test("prices and the leaderboard update live", async () => {
   await context.close();
 });
 
+/** The order book table as numbers, read at one instant: bid prices best first, ask prices as shown (the best
+ * last, nearest the middle), and every quantity. */
+function readBook(page) {
+  return page.evaluate(() => {
+    const num = (el) => Number(el.textContent.replace(/,/g, ""));
+    const prices = (side) => [...document.querySelectorAll(`[data-testid="book-${side}"] [data-testid="book-price"]`)]
+      .map(num);
+    const qty = [...document.querySelectorAll('[data-testid="book-table"] [data-testid="book-qty"]')].map(num);
+    return { bids: prices("bid"), asks: prices("ask"), qty };
+  });
+}
+
+test("the order book shows the venue's depth, our resting levels highlighted", async (t) => {
+  const { context, page, errors } = await openDashboard();
+  await tab(page, "markets");
+  const symbol = (await until("the book's symbol", async () => (await textOf(page, "book-symbol"))
+    .replace(/^[·\s]+/, "").trim(), LONG));
+  const book = await api(`/api/book/${encodeURIComponent(symbol)}?depth=10`);
+  assert.equal(book.symbol, symbol);
+  assert.ok(book.bids.length > 0 && book.asks.length > 0, `the venue's book of ${symbol} is empty: ${JSON.stringify(book)}`);
+  const { bids, asks, qty } = await until("bid and ask levels in the book", async () => {
+    const b = await readBook(page);
+    return b.bids.length > 0 && b.asks.length > 0 ? b : null;
+  }, LONG);
+  for (const p of [...bids, ...asks]) assert.ok(Number.isFinite(p) && p > 0, `not a price: ${p} (${bids} / ${asks})`);
+  // asks above bids, each side ordered away from the middle
+  assert.ok(Math.min(...asks) > Math.max(...bids), `crossed book on the page: bids ${bids}, asks ${asks}`);
+  assert.deepEqual([...bids].sort((x, y) => y - x), bids, `bids not best first: ${bids}`);
+  assert.deepEqual([...asks].sort((x, y) => y - x), asks, `asks not best last: ${asks}`);
+  assert.equal(qty.length, bids.length + asks.length);
+  assert.ok(qty.every((q) => Number.isFinite(q) && q > 0), `not quantities: ${qty}`);
+  assert.ok(!(await textOf(page, "order-book")).includes("not served"), "the old 'depth is not served' note is shown");
+
+  // A highlighted level is one where the ledger holds an open limit order of ours at that price. The organisms
+  // may have none resting at a given moment: then nothing may be highlighted.
+  const TERMINAL = new Set(["filled", "cancelled", "rejected", "expired"]);
+  let seen = 0;
+  let resting = 0;
+  await until("a highlighted level of ours (or none resting)", async () => {
+    const highlighted = (await page.locator('[data-testid="order-book"] tr[data-ours="true"] [data-testid="book-price"]')
+      .allInnerTexts()).map((c) => Number(c.replace(/,/g, "")));
+    const open = (await api("/api/orders?limit=2000")).filter((o) => !TERMINAL.has(o.status) && o.symbol === symbol
+      && o.limit_price !== null);
+    resting = Math.max(resting, open.length);
+    const prices = open.map((o) => Number(o.limit_price));
+    for (const h of highlighted) {
+      // the page polls the orders every 2 s: a level may just have been filled or cancelled; tolerate only that
+      if (prices.some((p) => Math.abs(p - h) <= 1e-9 * Math.max(1, Math.abs(p)))) seen += 1;
+    }
+    return seen > 0;
+  }, 30_000).catch((err) => {
+    if (resting > 0) throw err;
+  });
+  t.diagnostic(`book of ${symbol}: ${bids.length} bid / ${asks.length} ask levels; our resting limit orders seen: ` +
+    `${resting}; highlighted levels matching them: ${seen}`);
+  await shot(page, "markets-book-desktop");
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test("the arena shows its standing and an organism's lineage", async () => {
   const { context, page, errors } = await openDashboard();
   await tab(page, "arena");
@@ -176,6 +236,15 @@ test("the arena shows its standing and an organism's lineage", async () => {
   const lineage = page.getByTestId("lineage");
   await until("the lineage", async () => (await lineage.locator("li").count()) > 0, 60_000);
   assert.ok((await lineage.innerText()).includes(board[0].fingerprint.slice(0, 12)));
+  // the MAP-Elites niches of the arena run tests/test_dashboard.py made (the API stores its archive at the end)
+  const archive = await api("/api/arena/archive");
+  assert.ok(archive.cells.length > 0, `the archive of run ${archive.run_id} has no cell`);
+  const niches = page.getByTestId("niches");
+  await until("filled niches in the grid", async () => (await niches.locator('[data-testid="niche-cell"]').count()) > 0,
+    60_000);
+  assert.ok((await textOf(page, "archive-run")).includes(archive.run_id));
+  assert.match(await niches.locator('[data-testid="niche-cell"]').first().innerText(), /\d/);
+  assert.equal(await page.getByTestId("no-arena-run").count(), 0);
   assert.deepEqual(errors, []);
   await context.close();
 });
@@ -191,6 +260,10 @@ test("every view renders on a desktop and a phone (screenshots)", async () => {
         .includes("Loading"), 60_000);
       if (view === "markets") {
         await until("ticks", async () => Number(await textOf(page, "tick-count")) > 5, LONG);
+        await until("the order book's levels", async () => (await page.getByTestId("book-bid").count()) > 0, LONG);
+      }
+      if (view === "arena") {
+        await until("the niches", async () => (await page.getByTestId("niche-cell").count()) > 0, 60_000);
       }
       await page.waitForTimeout(600);
       // nothing may stick out sideways on a phone
@@ -292,6 +365,26 @@ test("a .wasm uploaded through the plugin manager appears and runs", async () =>
     const text = await row.first().innerText();
     return /deployed/.test(text) && /momentum-c/.test(text);
   }, LONG);
+  // its proof: served under /api (so the browser alone would be refused), fetched by the page with the token
+  const listed = (await api("/api/plugins")).find((p) => p.sha256 === sha);
+  assert.ok(listed?.proof_url, `the deployed plugin has no proof_url: ${JSON.stringify(listed)}`);
+  assert.equal((await fetch(URL_ + listed.proof_url)).status, 401, "the proof is served without the token");
+  await row.first().getByTestId("proof-link").click();
+  const dialog = page.getByTestId("proof-dialog");
+  await dialog.waitFor({ timeout: 30_000 });
+  const proofText = await until("the proof text", async () => {
+    const err = await dialog.getByTestId("proof-error").count();
+    assert.equal(err, 0, await dialog.innerText());
+    return (await dialog.getByTestId("proof-text").count()) ? dialog.getByTestId("proof-text").innerText() : null;
+  }, 30_000);
+  const expected = readFileSync(proof, "utf8");
+  const firstLine = expected.split("\n").find((l) => l.trim());
+  assert.ok(proofText.includes(firstLine.trim()), `the dialog does not show the proof (${firstLine}): ${proofText.slice(0, 200)}`);
+  assert.ok(proofText.length >= expected.trim().length * 0.9, "the proof is cut short");
+  await shot(page, "plugins-proof-desktop");
+  await dialog.getByTestId("proof-close").click();
+  await until("the dialog to close", async () => (await page.getByTestId("proof-dialog").count()) === 0);
+
   // it runs: the organism trades with the new build and keeps signalling
   const org = await until("momentum-c to run the new build", async () => {
     const s = await api("/api/status");

@@ -31,7 +31,7 @@ from allele.kernel.arena.store import ArenaStore
 from allele.kernel.engine.bus import TOPICS
 from allele.kernel.engine.deploy import DeployError, Deployment, UnprovenError, install_plugin, record_deployment
 from allele.kernel.engine.ports import TradingSession
-from allele.kernel.engine.session import ledger_path
+from allele.kernel.engine.session import SessionError, ledger_path, start_strategy
 from allele.kernel.paths import SOURCE_ROOT
 from allele.kernel.risk import killswitch
 from allele.vault import VaultError, default_vault_dir, list_entries
@@ -258,6 +258,29 @@ async def pnl_history(api: Ctx, organism: Annotated[str, Query(description="an o
 # --- risk --------------------------------------------------------------------------------------------------------
 
 risk_routes = APIRouter(tags=["risk"])
+
+
+@engine_routes.put("/organisms/{organism_id}/params", response_model=m.Reconfigured,
+                   summary="Configure an organism's strategy: a new instance with these parameters is hot-swapped in")
+async def configure(api: Ctx, organism_id: str, body: m.ParamsIn) -> m.Reconfigured:
+    engine = api.session.engine
+    org = engine.organisms.get(organism_id)
+    if org is None:
+        raise HTTPException(404, detail=f"no organism {organism_id!r} (running: {', '.join(engine.organisms)})")
+    spec = org.spec.model_copy(update={"params": {**org.spec.params, **body.params}})
+    try:  # off the loop: a new instance is created and configured; bad values are refused by the manifest
+        instance = await asyncio.to_thread(start_strategy, api.session.host, org.strategy.loaded, spec)
+    except SessionError as exc:
+        raise HTTPException(422, detail=f"body field 'params': {exc}") from None
+    # The same path as a deploy's hot swap: applied between two chunks, recorded (with the parameters) in the
+    # ledger's audit log and the firehose, so a replay configures the same instance at the same place.
+    engine.queue_swap(org.id, instance)
+    await engine.ledger.audit("api", "configure", {"organism": org.id, "params": dict(instance.params)})
+    deadline = time.monotonic() + 3.0
+    while api.running() and org.strategy is not instance and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return m.Reconfigured(organism=org.id, sha256=instance.loaded.sha256, params=dict(instance.params),
+                          applied=org.strategy is instance)
 
 
 @engine_routes.get("/book/{symbol}", response_model=m.Book, summary="The simulated venue's order book")

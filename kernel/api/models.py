@@ -22,6 +22,21 @@ class KillSwitch(BaseModel):
     file: str = Field(description="the flag file the CLI, the API and the engine share")
 
 
+class ParamsIn(BaseModel):
+    """New values for some of an organism's strategy parameters (the others keep theirs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    params: dict[str, Any] = Field(description="parameter name -> value, checked against the plugin's manifest")
+
+
+class Reconfigured(BaseModel):
+    organism: str
+    sha256: str = Field(description="the plugin it runs (unchanged)")
+    params: dict[str, Any] = Field(description="every parameter of the new instance")
+    applied: bool = Field(description="the engine has swapped the new instance in (at its next chunk of events)")
+
+
 class KillSwitchIn(BaseModel):
     """Engage (true) or clear (false) the kill switch."""
 

@@ -107,14 +107,16 @@ class Control:
 
 @dataclass(frozen=True, slots=True)
 class Swap:
-    """A hot swap in the event stream: from here on, `organism` runs the strategy plugin `sha256`."""
+    """A hot swap in the event stream: from here on, `organism` runs the strategy plugin `sha256`, configured
+    with `params` (None in recordings made before parameters were recorded: the organism's own)."""
 
     organism: str
     sha256: str
+    params: dict[str, Any] | None = None
 
 
 StreamItem: TypeAlias = MarketEvent | Control | SensorReading | Swap
-SwapResolver = Callable[[Organism, str], StrategyPlugin]
+SwapResolver = Callable[[Organism, str, dict[str, Any] | None], StrategyPlugin]
 
 
 def reading_record(sensor_id: str, r: Reading) -> dict[str, Any]:
@@ -361,19 +363,21 @@ class Engine:
         if org is None or self.resolve_swap is None:
             log.error("recorded swap of %s to %s cannot be applied here", swap.organism, swap.sha256[:12])
             return
-        await self._swap(swap.organism, self.resolve_swap(org, swap.sha256))
+        await self._swap(swap.organism, self.resolve_swap(org, swap.sha256, swap.params))
 
     async def _swap(self, organism: str, instance: StrategyPlugin) -> None:
         org = self.organisms[organism]
         old = org.strategy
         org.retired.append(old)
         org.strategy, org.plugin_sha256, org.active = instance, instance.loaded.sha256, True
-        if self.firehose is not None:
+        params = dict(instance.params)
+        org.spec = org.spec.model_copy(update={"params": params})  # a later deploy swaps in with these
+        if self.firehose is not None:  # with the parameters: a replay configures the same instance
             self.firehose.append({"k": "control", "swap": organism, "sha256": instance.loaded.sha256,
-                                  "ts": self.now_ns})
+                                  "params": params, "ts": self.now_ns})
         await self.ledger.audit("engine", "hot swap", {"organism": organism, "plugin": instance.loaded.source,
                                                        "sha256": instance.loaded.sha256,
-                                                       "previous": old.loaded.sha256})
+                                                       "previous": old.loaded.sha256, "params": params})
         self.bus.publish("organism", {"id": organism, "status": "swapped", "sha256": instance.loaded.sha256})
         log.warning("organism %s now runs %s %s (%s)", organism, instance.name, instance.loaded.manifest.version,
                     instance.loaded.sha256[:12])

@@ -301,7 +301,8 @@ def _replay_items(recording: Path) -> Iterator[StreamItem]:
         elif kind == "control" and "kill_switch" in record:
             yield Control(bool(record["kill_switch"]), str(record.get("reason", "")))
         elif kind == "control" and "swap" in record:
-            yield Swap(str(record["swap"]), str(record["sha256"]))
+            params = record.get("params")
+            yield Swap(str(record["swap"]), str(record["sha256"]), dict(params) if isinstance(params, dict) else None)
 
 
 async def open_replay_session(home: Path, recording: Path, ledger_file: Path, *, host: PluginHost | None = None,
@@ -332,12 +333,13 @@ async def open_replay_session(home: Path, recording: Path, ledger_file: Path, *,
                      home=None, bus=bus, batch_events=int(header["batch_events"]))
     await engine.open_books()
 
-    def resolve_swap(org: Organism, sha256: str) -> StrategyPlugin:
+    def resolve_swap(org: Organism, sha256: str, params: dict[str, Any] | None) -> StrategyPlugin:
         found = find_plugin_by_hash(home, sha256)
         if found is None:
             raise SessionError(f"the recording swaps organism {org.id} to plugin {sha256[:12]}, which is neither "
                                "deployed nor bundled here; deploy that exact .wasm to replay")
-        return start_strategy(host, host.load(found), org.spec)
+        spec = org.spec if params is None else org.spec.model_copy(update={"params": params})
+        return start_strategy(host, host.load(found), spec)
 
     engine.resolve_swap = resolve_swap
     return Session(engine, lambda: _replay_items(recording), header, host, 0.0, None)

@@ -2,7 +2,7 @@ import { useState } from "react";
 
 import type { ArchiveGrid, LineageNode, Standing, Status } from "../api";
 import { Badge, Panel, Unavailable } from "../components";
-import { fmtNum, fmtSigned, short, signClass } from "../format";
+import { fmtNum, fmtSigned, fmtTs, short, signClass } from "../format";
 import { usePoll } from "../hooks";
 
 function statusBadge(s: string) {
@@ -16,6 +16,9 @@ export function ArenaView(props: { status: Status | null }) {
   const board = usePoll((api) => api.leaderboard(), 5000);
   const archive = usePoll((api) => api.archive(), 10000);
   const [picked, setPicked] = useState<string | null>(null);
+  // 404 with the API's own detail: the route exists but no arena run has finished (a bare "Not Found" is an
+  // older engine without the route, which <Unavailable> reports)
+  const noRun = archive.error?.kind === "missing" && archive.error.message !== "Not Found";
   const rows = organisms.data ?? [...(props.status?.organisms ?? [])].sort((a, b) => a.rank - b.rank);
 
   return (
@@ -83,8 +86,17 @@ export function ArenaView(props: { status: Status | null }) {
       </Panel>
 
       <Panel title="MAP-Elites niches" className="span-3" testId="niches">
-        <Unavailable error={archive.error} what="the MAP-Elites archive" loading={archive.loading} />
-        {archive.data ? <NicheGrid grid={archive.data} onPick={setPicked} /> : null}
+        {noRun ? (
+          <p className="muted" data-testid="no-arena-run" title={archive.error?.message}>No arena run yet: the
+            niches fill when an <code>allele arena run</code> finishes.</p>
+        ) : <Unavailable error={archive.error} what="the MAP-Elites archive" loading={archive.loading} />}
+        {archive.data && !noRun ? (
+          <>
+            <p className="muted small archive-run" data-testid="archive-run">Latest run <span className="mono">{archive.data.run_id}
+            </span>{archive.data.finished_ns ? <>, finished {fmtTs(archive.data.finished_ns)} UTC</> : null}.</p>
+            <NicheGrid grid={archive.data} onPick={setPicked} />
+          </>
+        ) : null}
       </Panel>
     </div>
   );
@@ -163,6 +175,7 @@ function NicheGrid(props: { grid: ArchiveGrid; onPick: (fp: string) => void }) {
               const t = cell && hi > lo ? (cell.value - lo) / (hi - lo) : cell ? 1 : 0;
               return (
                 <button key={col} className={cell ? "niche filled" : "niche"} disabled={!cell}
+                        data-testid={cell ? "niche-cell" : undefined}
                         title={cell ? `${short(cell.fingerprint)}: ${fmtNum(cell.value, 3)} (${cell.count} elites)`
                           : "empty niche"}
                         style={cell ? { background: `hsl(${Math.round(10 + 120 * t)}, 65%, 40%)` } : undefined}

@@ -1,30 +1,81 @@
-import { useRef, useState } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 
 import { ApiError, type Deployed, type Plugin, type Status } from "../api";
-import { Badge, type Column, FilterTable, Panel, Unavailable } from "../components";
+import { Badge, type Column, FilterTable, Modal, Panel, Unavailable } from "../components";
 import { short } from "../format";
 import { useConnection, useLive, usePoll } from "../hooks";
 
-function proofCell(p: Plugin) {
+/** Where the API serves a plugin's proof: only a path under /api (it is fetched with the token). */
+function proofPath(p: Plugin): string | null {
   const url = p.proof_url ?? null;
-  if (url) return <a href={url} target="_blank" rel="noreferrer">proof</a>;
-  if (p.proof) return <span className="mono small" title={p.proof}>{p.proof.split("/").pop()}</span>;
-  if (p.kind !== "strategy") return <span className="muted">n/a</span>;
-  return <span className="muted" title="the API does not serve proof documents yet">not available</span>;
+  return url && url.startsWith("/api/") ? url : null;
 }
 
-const columns: Column<Plugin>[] = [
-  { key: "name", label: "name", render: (p) => p.name, text: (p) => p.name },
-  { key: "kind", label: "kind", render: (p) => <Badge kind="info">{p.kind}</Badge>, text: (p) => p.kind },
-  { key: "version", label: "version", render: (p) => p.version, text: (p) => p.version },
-  { key: "sha", label: "sha256", className: "mono", render: (p) => <span title={p.sha256}>{short(p.sha256)}</span>,
-    text: (p) => p.sha256 },
-  { key: "where", label: "source", render: (p) => p.deployed ? <Badge kind="ok">deployed</Badge>
-    : <Badge kind="muted">bundled</Badge> },
-  { key: "used", label: "running in", render: (p) => p.organisms.length ? p.organisms.join(", ")
-    : <span className="muted">–</span>, text: (p) => p.organisms.join(" ") },
-  { key: "proof", label: "proof", render: proofCell },
-];
+function proofCell(p: Plugin, onProof: (p: Plugin) => void) {
+  // Not a plain link: the browser would fetch it without the token (401). The page fetches it and shows it.
+  if (proofPath(p)) {
+    return <button type="button" className="link" data-testid="proof-link"
+                   onClick={() => onProof(p)}>proof</button>;
+  }
+  if (p.proof) return <span className="mono small" title={p.proof}>{p.proof.split("/").pop()}</span>;
+  if (p.kind !== "strategy") return <span className="muted">n/a</span>;
+  return <span className="muted" title="the API serves no proof document for this plugin">none</span>;
+}
+
+function pluginColumns(onProof: (p: Plugin) => void): Column<Plugin>[] {
+  return [
+    { key: "name", label: "name", render: (p) => p.name, text: (p) => p.name },
+    { key: "kind", label: "kind", render: (p) => <Badge kind="info">{p.kind}</Badge>, text: (p) => p.kind },
+    { key: "version", label: "version", render: (p) => p.version, text: (p) => p.version },
+    { key: "sha", label: "sha256", className: "mono", render: (p) => <span title={p.sha256}>{short(p.sha256)}</span>,
+      text: (p) => p.sha256 },
+    { key: "where", label: "source", render: (p) => p.deployed ? <Badge kind="ok">deployed</Badge>
+      : <Badge kind="muted">bundled</Badge> },
+    { key: "used", label: "running in", render: (p) => p.organisms.length ? p.organisms.join(", ")
+      : <span className="muted">–</span>, text: (p) => p.organisms.join(" ") },
+    { key: "proof", label: "proof", render: (p) => proofCell(p, onProof) },
+  ];
+}
+
+/** A plugin's proof document (Markdown), fetched with the token and shown as text. */
+function ProofDialog(props: { plugin: Plugin; onClose: () => void }) {
+  const { api } = useConnection();
+  const { plugin, onClose } = props;
+  const [text, setText] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const path = proofPath(plugin);
+  useEffect(() => {
+    let cancelled = false;
+    if (!path) return;
+    api.getText(path).then((t) => {
+      if (!cancelled) setText(t);
+    }, (err: unknown) => {
+      if (!cancelled) setError(err instanceof ApiError ? err.message : String(err));
+    });
+    return () => {
+      cancelled = true;
+    };
+  }, [api, path]);
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key === "Escape") onClose();
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [onClose]);
+  return (
+    <Modal title={`Proof of ${plugin.name} ${plugin.version}`} onClose={onClose} className="modal-wide"
+           testId="proof-dialog">
+      <p className="muted small mono">{short(plugin.sha256)} · {path}</p>
+      {error ? <p className="error" data-testid="proof-error">The proof could not be fetched: {error}</p>
+        : text === null ? <p className="muted">Loading the proof…</p>
+        : <pre className="proof" data-testid="proof-text">{text}</pre>}
+      <div className="row end">
+        <button type="button" className="btn" onClick={onClose} data-testid="proof-close">Close</button>
+      </div>
+    </Modal>
+  );
+}
 
 export function PluginsView(props: { status: Status | null }) {
   const { api, engineUp } = useConnection();
@@ -36,6 +87,9 @@ export function PluginsView(props: { status: Status | null }) {
   const [busy, setBusy] = useState(false);
   const [result, setResult] = useState<{ ok: Deployed | null; error: string | null } | null>(null);
   const form = useRef<HTMLFormElement>(null);
+  const [proofOf, setProofOf] = useState<Plugin | null>(null);
+  const columns = useMemo(() => pluginColumns(setProofOf), []);
+  const closeProof = useCallback(() => setProofOf(null), []);
 
   const deploy = async () => {
     if (!wasm) return;
@@ -110,6 +164,8 @@ export function PluginsView(props: { status: Status | null }) {
           </ul>
         )}
       </Panel>
+
+      {proofOf ? <ProofDialog plugin={proofOf} onClose={closeProof} /> : null}
     </div>
   );
 }
