@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from allele.kernel.config import describe_validation_error
+from allele.kernel.plugin.capabilities import url_allowed
 from allele.kernel.plugin.manifest import Manifest, ParamSpec, check_params
 
 BASE: dict[str, Any] = {"name": "demo", "version": "0.1.0", "kind": "strategy", "author": "a", "description": "d",
@@ -58,9 +59,33 @@ def test_invalid_manifests_name_the_field(fields: dict[str, Any], expected: str)
     assert expected in _error(**fields)
 
 
-def test_sensor_hosts_must_be_bare_host_names() -> None:
+def test_allowed_host_entries_are_scheme_host_and_port_without_a_path() -> None:
     msg = _error(kind="sensor", allowed_hosts=["https://api.example.com/v1"])
-    assert "field 'allowed_hosts'" in msg and "is not a host name" in msg
+    assert "field 'allowed_hosts'" in msg and "is not an allowed-host entry" in msg
+    assert "port 70000 is out of range" in _error(kind="sensor", allowed_hosts=["api.example.com:70000"])
+    ok = Manifest.model_validate({**BASE, "kind": "sensor",
+                                  "allowed_hosts": ["https://api.example.com", "127.0.0.1:8080", "*.example.org"]})
+    assert ok.allowed_hosts == ("https://api.example.com", "127.0.0.1:8080", "*.example.org")
+
+
+@pytest.mark.parametrize(("url", "allowed"), [
+    ("https://api.example.com/v1/x", True),        # bare host: http or https, any port
+    ("http://api.example.com:8080/x", True),
+    ("https://evil.example.com/", False),
+    ("https://api.example.com.evil.net/", False),
+    ("https://a.b.example.org/", True),            # *.example.org
+    ("https://example.org/", False),
+    ("http://secure.example.net/", False),         # https:// entry: https only
+    ("https://secure.example.net/", True),
+    ("https://secure.example.net:8443/", True),    # no port in the entry: any port
+    ("http://127.0.0.1:8080/k", True),             # host:port entry: that port only
+    ("http://127.0.0.1:8081/k", False),
+    ("ftp://api.example.com/", False),
+    ("http://api.example.com:99999/", False),      # a malformed port
+])
+def test_urls_are_admitted_by_scheme_host_and_port(url: str, allowed: bool) -> None:
+    entries = frozenset({"api.example.com", "*.example.org", "https://secure.example.net", "127.0.0.1:8080"})
+    assert url_allowed(url, entries) is allowed
 
 
 def test_check_params_coerces_and_names_the_bad_value() -> None:

@@ -70,12 +70,27 @@ MAX_HTTP_BODY = 4 * 2**20
 HTTP_TIMEOUT_S = 10.0
 
 
-def host_allowed(hostname: str, allowed: frozenset[str]) -> bool:
-    """Exact match, or a `*.example.com` entry matching any subdomain of example.com."""
-    hostname = hostname.lower().rstrip(".")
+def url_allowed(url: str, allowed: frozenset[str]) -> bool:
+    """Is `url` an http(s) URL that one of the manifest's `allowed_hosts` entries admits?
+
+    An entry is `[scheme://]host[:port]`: `host` matches exactly, or `*.example.com` any subdomain of
+    example.com; a scheme restricts it to that scheme (else http and https); a port to that port (else any)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:  # a malformed port
+        return False
+    hostname = (parts.hostname or "").lower().rstrip(".")
+    if parts.scheme not in ("http", "https") or not hostname:
+        return False
     for entry in allowed:
-        entry = entry.lower()
-        if (entry.startswith("*.") and hostname.endswith(entry[1:])) or hostname == entry:
+        scheme, _, rest = entry.lower().rpartition("://")
+        host, _, entry_port = rest.partition(":")
+        if scheme and scheme != parts.scheme:
+            continue
+        if entry_port and int(entry_port) != port:
+            continue
+        if (host.startswith("*.") and hostname.endswith(host[1:])) or hostname == host:
             return True
     return False
 
@@ -124,11 +139,12 @@ class Capabilities:
         if parts.scheme not in ("http", "https"):
             return Refused(f"refused: only http and https URLs may be fetched, not '{parts.scheme}:'")
         hostname = parts.hostname or ""
-        if not host_allowed(hostname, self.allowed_hosts):
-            self.logger.warning("[%s] refused a request to '%s': not in its allowed_hosts %s",
-                                self.plugin, hostname, sorted(self.allowed_hosts))
-            return Refused(f"refused: host '{hostname}' is not in this plugin's allowed_hosts "
-                           f"{sorted(self.allowed_hosts)}")
+        if not url_allowed(url, self.allowed_hosts):
+            where = parts.netloc or hostname
+            self.logger.warning("[%s] refused a request to '%s' (%s): not in its allowed_hosts %s",
+                                self.plugin, hostname, where, sorted(self.allowed_hosts))
+            return Refused(f"refused: '{parts.scheme}://{where}' (host '{hostname}') is not in this plugin's "
+                           f"allowed_hosts {sorted(self.allowed_hosts)}")
         if method.upper() not in ("GET", "POST", "PUT", "DELETE", "HEAD"):
             return Refused(f"refused: HTTP method '{method}' is not allowed")
         request = urllib.request.Request(url, data=body.encode() if body else None, method=method.upper(),

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-import urllib.parse
 from typing import Any
 
 from allele.kernel.domain import BatchSignal, MarketEvent, OrderUpdate, Reading, Signal, VenueEvent, VenueRequest
 
-from .capabilities import host_allowed
+from .capabilities import url_allowed
 from .limits import KindLimits
 
 MAX_SYMBOL_CHARS = 64
@@ -193,8 +192,7 @@ def venue_request(d: Any, allowed_hosts: frozenset[str]) -> VenueRequest:
     if method not in ("GET", "POST", "PUT", "DELETE"):
         raise MalformedResult(f"request.method '{method}' is not one of GET, POST, PUT, DELETE")
     url = _text(d, "url", "request", required=True, limit=8192)
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("https", "http") or not host_allowed(parts.hostname or "", allowed_hosts):
+    if not url_allowed(url, allowed_hosts):
         # The host puts the account's API key into this request: it may only go where the manifest says.
         raise MalformedResult(f"request.url {url[:200]!r} is not an http(s) URL on one of the plugin's "
                               f"allowed_hosts {sorted(allowed_hosts)}")

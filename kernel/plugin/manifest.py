@@ -19,7 +19,7 @@ ParamValue = int | float | bool | str
 # Used with fullmatch: `$` would also accept a trailing newline.
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _VERSION = re.compile(r"\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?")
-_HOST = re.compile(r"(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
+_HOST = re.compile(r"(https?://)?(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?")
 
 
 def _check_name(v: str, what: str) -> str:
@@ -111,7 +111,11 @@ class Manifest(BaseModel):
     def _hosts(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for host in v:
             if not _HOST.fullmatch(host):
-                raise ValueError(f"'{host}' is not a host name (no scheme, port or path; '*.' prefix allowed)")
+                raise ValueError(f"'{host}' is not an allowed-host entry: [http(s)://]host[:port], no path; a '*.' "
+                                 "prefix matches subdomains")
+            port = host.rpartition(":")[2] if host.count(":") > (1 if "://" in host else 0) else ""
+            if port and not 0 < int(port) < 65536:
+                raise ValueError(f"'{host}': port {port} is out of range")
         return v
 
     @model_validator(mode="after")

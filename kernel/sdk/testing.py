@@ -31,6 +31,7 @@ from types import ModuleType
 from typing import Any
 
 from allele.kernel.paths import GUEST_SDK_DIR, compile_cache_dir
+from allele.kernel.plugin.capabilities import url_allowed
 from allele.kernel.plugin.host import PluginHost, PluginInstance
 from allele.kernel.plugin.limits import Limits
 from allele.kernel.sdk.build import build_plugin
@@ -60,9 +61,8 @@ class NativeHost:
         return self.clock_ns
 
     def fetch(self, method: str, url: str, headers: list[tuple[str, str]], body: str) -> HttpResponse:
-        hostname = urllib.parse.urlsplit(url).hostname or ""
-        if hostname not in self.allowed_hosts:
-            raise PluginError(f"host '{hostname}' is not in allowed_hosts {list(self.allowed_hosts)}")
+        if not url_allowed(url, frozenset(self.allowed_hosts)):  # the host's own rule
+            raise PluginError(f"'{url}' is not on the plugin's allowed_hosts {list(self.allowed_hosts)}")
         req = urllib.request.Request(url, data=body.encode() if body else None, method=method, headers=dict(headers))
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:
