@@ -183,6 +183,10 @@ def start(detach: Annotated[bool, typer.Option("--detach", help="run in the back
           speed: Annotated[float | None, typer.Option(help="event-time seconds per wall second; 0 = as fast as "
                                                            "possible (default: [engine] speed)")] = None,
           seed: Annotated[int | None, typer.Option(help="synthetic market seed (default: [engine] seed)")] = None,
+          order_kernel: Annotated[str | None, typer.Option(
+              "--order-kernel", metavar="software|rtl-sim",
+              help="the order kernel: the Python reference model, or the Verilog RTL of hw/ simulated with "
+                   "Icarus + cocotb (default: [engine] order_kernel)")] = None,
           verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log engine events to the terminal")] = False,
           no_watchdog: Annotated[bool, typer.Option("--no-watchdog",
                                                     help="run the engine alone, without the watchdog that restarts "
@@ -207,18 +211,20 @@ def start(detach: Annotated[bool, typer.Option("--detach", help="run in the back
         watchdog_cfg = load_watchdog_config(home)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    overrides: dict[str, Any] = {k: v for k, v in (("bars", bars), ("speed", speed), ("seed", seed)) if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in (("bars", bars), ("speed", speed), ("seed", seed),
+                                                   ("order_kernel", order_kernel)) if v is not None}
     try:
         cfg = EngineConfig.model_validate({**cfg.model_dump(), **overrides})
     except ValidationError as exc:
-        raise _fail("bad option: " + "; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg']}"
+        raise _fail("bad option: " + "; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
                                              for e in exc.errors())) from None
     supervised = watchdog_cfg.enabled and not no_watchdog
     if supervised and watchdog_cfg.restart_command is not None:
         raise _fail(f"[watchdog] restart_command is set ({watchdog_cfg.restart_command!r}): that is container "
                     "mode, where the engine runs as `allele start --no-watchdog` and the watchdog as "
                     "`python -m allele.watchdog`; start with --no-watchdog, or unset restart_command")
-    engine_options = [x for name, value in (("--bars", bars), ("--speed", speed), ("--seed", seed))
+    engine_options = [x for name, value in (("--bars", bars), ("--speed", speed), ("--seed", seed),
+                                            ("--order-kernel", order_kernel))
                       if value is not None for x in (name, str(value))]
     if detach:
         _start_detached(home, engine_options, as_json, watchdog=supervised, bounded=cfg.bars > 0)

@@ -667,6 +667,12 @@ def test_start_refuses_a_bad_environment_override_naming_the_key(built, home: Pa
     assert not (home / "trading.db").exists()
 
 
+def test_start_refuses_an_unknown_order_kernel_naming_the_choices(home: Path) -> None:
+    assert_refused(allele("start", "--bars", "5", "--order-kernel", "fpga", home=home, columns=WIDE),
+                   "bad option: --order-kernel", "'software' or 'rtl-sim'")
+    assert not (home / "trading.db").exists()
+
+
 @pytest.mark.parametrize(("option", "value"), [("--speed", "-1"), ("--seed", "-3"), ("--bars", "-2")])
 def test_start_refuses_a_bad_option_naming_it(home: Path, option: str, value: str) -> None:
     args = {"--bars": "5", "--speed": "0", option: value}

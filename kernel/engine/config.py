@@ -50,7 +50,9 @@ class EngineConfig(BaseModel):
     bars: int = Field(0, ge=0, description="stop after this many bars; 0 = run until stopped")
     batch_events: int = Field(256, ge=1, le=100_000,
                               description="market events per strategy batch call; 1 = one on-event call per event")
-    order_kernel: Literal["software"] = Field("software", description="which order kernel sits behind the port")
+    order_kernel: Literal["software", "rtl-sim"] = Field(
+        "software", description="which order kernel sits behind the port: the Python reference model ('software') "
+        "or the Verilog RTL of hw/ in an Icarus + cocotb simulation ('rtl-sim'; needs iverilog and the source tree)")
     order_kernel_slots: int = Field(256, gt=0, le=65_536, description="order table size (open orders at once)")
     order_ttl_s: float = Field(60.0, gt=0, description="deadline of a resting limit order, in event-time seconds")
     latency_us: int = Field(200, ge=0, description="simulated one-way network latency (base), in microseconds")

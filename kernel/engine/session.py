@@ -26,7 +26,7 @@ from typing import Any
 
 from allele.kernel.config import read_config
 from allele.kernel.ledger import Ledger
-from allele.kernel.orders.port import SoftwareOrderKernel
+from allele.kernel.orders.port import OrderKernelPort, SoftwareOrderKernel
 from allele.kernel.paths import SOURCE_ROOT
 from allele.kernel.plugin.errors import PluginError
 from allele.kernel.plugin.host import LoadedPlugin, PluginHost, StrategyPlugin
@@ -178,6 +178,9 @@ class Session:
         if self.firehose is not None:
             self.firehose.close()
         await self.engine.ledger.close()
+        close_kernel = getattr(self.engine.orders.port, "close", None)  # rtl-sim: end the simulation
+        if close_kernel is not None:
+            close_kernel()
 
 
 def _organisms(host: PluginHost, specs: tuple[OrganismSpec, ...], paths: dict[str, Path], risk: RiskConfig,
@@ -223,9 +226,19 @@ def _check_sensor_ids(organisms: tuple[OrganismSpec, ...], sensor_ids: set[str])
 
 def _engine(*, session: str, venue: SimVenue, organisms: list[Organism], ledger: Ledger, risk: RiskConfig,
             slots: int, ttl_ns: int, firehose: Firehose | None, home: Path | None, bus: Bus | None,
-            batch_events: int, sensors: list[SensorFeed] | None = None) -> Engine:
+            batch_events: int, sensors: list[SensorFeed] | None = None, order_kernel: str = "software") -> Engine:
     instruments = {s: venue.instrument(s) for s in venue.symbols()}
-    path = OrderPath(SoftwareOrderKernel(slots), instruments)
+    port: OrderKernelPort
+    if order_kernel == "rtl-sim":
+        from allele.kernel.orders.rtl_sim import RtlSimError, RtlSimOrderKernel
+
+        try:
+            port = RtlSimOrderKernel(slots, max(len(instruments), 1))
+        except RtlSimError as exc:
+            raise SessionError(f"order_kernel = \"rtl-sim\": {exc}") from None
+    else:
+        port = SoftwareOrderKernel(slots)
+    path = OrderPath(port, instruments)
     return Engine(session=session, venue=venue, organisms=organisms, ledger=ledger, gate=RiskGate(risk),
                   order_path=path, ttl_ns=ttl_ns, firehose=firehose, bus=bus, home=home, batch_events=batch_events,
                   sensors=sensors or ())
@@ -272,7 +285,7 @@ async def open_paper_session(home: Path, *, config: EngineConfig | None = None,
     ledger = await Ledger.open(ledger_path(home), synchronous=cfg.ledger_sync)
     engine = _engine(session=session, venue=SimVenue(vspec), organisms=orgs, ledger=ledger, risk=risk,
                      slots=cfg.order_kernel_slots, ttl_ns=ttl_ns, firehose=firehose, home=home, bus=bus,
-                     batch_events=batch_events, sensors=feeds)
+                     batch_events=batch_events, sensors=feeds, order_kernel=cfg.order_kernel)
     engine.equity_interval_ns = int(cfg.equity_interval_s * 1e9)
     closed = await engine.reconcile(venue_remembers=False)
     await engine.open_books()
