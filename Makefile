@@ -33,7 +33,7 @@ start: plugins dashboard
 	$(BIN)/allele start
 
 lint: $(STAMP)
-	$(BIN)/ruff check kernel vault watchdog plugins tests bench
+	$(BIN)/ruff check kernel vault watchdog plugins tests bench hw
 	$(BIN)/mypy
 
 test: lint dashboard
