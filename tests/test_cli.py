@@ -244,7 +244,7 @@ def test_deploy_refuses_a_plugin_and_installs_nothing(built, tmp_path: Path, hom
 def test_status_of_a_fresh_home(home: Path) -> None:
     status = as_json(allele("status", "--json", home=home))
     assert status == {"home": str(home.resolve()), "engine": None, "kill_switch": {"engaged": False, "reason": ""},
-                      "ledger": None, "deployed": [], "quarantined": []}
+                      "ledger": None, "deployed": [], "quarantined": [], "watchdog": None}
     proc = allele("status", home=home)
     assert_ok(proc)
     assert "deployed plugins: 0" in proc.stdout and "quarantined instances: none" in proc.stdout
