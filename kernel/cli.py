@@ -142,7 +142,7 @@ def inspect(wasm: Annotated[Path, typer.Argument(help="a plugin .wasm")], as_jso
 # The trading workflow (start, stop, status, deploy, backtest, replay, kill-switch, ledger) registers on `app`.
 import allele.kernel.cli_api  # noqa: E402  (`allele ui`)
 import allele.kernel.cli_vault  # noqa: E402,F401  (`allele vault`)
-from allele.kernel import cli_arena, cli_trading, cli_venue  # noqa: E402,F401
+from allele.kernel import cli_arena, cli_home, cli_trading, cli_venue  # noqa: E402,F401
 
 if __name__ == "__main__":
     app()
