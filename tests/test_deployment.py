@@ -1,6 +1,6 @@
 """The deployment files, checked statically (no container engine runs on these machines) -- and their commands
 for real: compose.yaml and the Containerfile reference paths that exist, publish ports on 127.0.0.1 only,
-keep state in one volume at ALLELE_HOME, and run commands of ours; the health check and the backup recipe of
+keep state in one volume at ALLELE_HOME, and run commands of ours; the health check and the backup commands of
 docs/home-server.md are run against a real engine."""
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import re
 import shlex
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,11 +229,12 @@ def test_the_health_check_passes_on_a_running_engine_and_fails_on_a_stopped_one(
     assert bad.returncode == 2 and "--check takes 'engine' or 'watchdog', not 'ledger'" in flat(bad.stderr)
 
 
-def test_the_backup_recipe_copies_a_consistent_ledger_while_the_engine_trades(
+def test_the_backup_commands_of_the_guide_copy_a_consistent_ledger_while_the_engine_trades(
         engine: tuple[Path, dict[str, Any]]) -> None:
     home, report = engine
-    text = HOME_SERVER.read_text()
-    [recipe] = re.findall(r"python - <<'PY'\n(.*?)\nPY\n", text, flags=re.S)
+    section = HOME_SERVER.read_text().split("## Back up", 1)[1]
+    commands = re.findall(r"^podman exec allele (allele backup[^#\n]*?)\s*(?:#.*)?$", section, flags=re.M)
+    assert commands, "the backup section shows no `allele backup` command"
 
     def fills(db: Path) -> int:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
@@ -245,16 +244,15 @@ def test_the_backup_recipe_copies_a_consistent_ledger_while_the_engine_trades(
     while fills(home / "trading.db") == 0:
         assert time.monotonic() < deadline, "no fills within 180 s"
         time.sleep(0.3)
-    done = subprocess.run([sys.executable, "-"], input=recipe, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "ALLELE_HOME": str(home)})
-    assert done.returncode == 0, done.stderr
-    dest = Path(done.stdout.strip().splitlines()[-1])
-    assert dest.parent == home / "backups"
-    copy = dest / "trading.db"
-    assert ": ok" in done.stdout and copy.is_file()
-    assert fills(copy) > 0
-    with sqlite3.connect(copy) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    for command in commands:
+        args = command.split()[1:]
+        done = allele(*args, "--json", home=home, columns=WIDE)
+        assert done.returncode == 0, done.stderr
+        copy = Path(json.loads(done.stdout)["path"]) / "trading.db"
+        assert copy.parent.parent == home / "backups" and fills(copy) > 0
+        with sqlite3.connect(copy) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        time.sleep(1.1)  # backup folders are named by the second
     os.kill(report["pid"], 0)  # the engine kept running (ProcessLookupError otherwise)
 
 
@@ -268,6 +266,6 @@ def test_the_home_server_guide_uses_real_commands() -> None:
         assert proc.returncode == 0, f"docs/home-server.md uses `allele {sub}`, which is not a command: {proc.stderr}"
     for option in ("--check", "--no-watchdog", "--detach", "--print-url"):
         assert option in text
-    assert "sqlite" in text.lower() and "backup(" in text
+    assert "sqlite" in text.lower() and "allele backup" in text
     for key in ("heartbeat_interval_s", "hang_timeout_s", "restart_command", "max_restarts"):
         assert key in text
