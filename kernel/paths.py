@@ -26,3 +26,25 @@ def compile_cache_dir(home: Path | None = None) -> Path:
     """
     env = os.environ.get("ALLELE_COMPILE_CACHE")
     return Path(env) if env else (home or allele_home()) / "cache" / "compiled"
+
+
+def live_allele_pid(pid_file: Path) -> int | None:
+    """The pid in `pid_file` if that process is alive and is an Allele process, else None.
+
+    A stale pid file is ignored; so is a pid reused after a crash by an unrelated process: only one whose
+    command line mentions allele counts (Linux /proc; elsewhere a live pid is trusted)."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return pid
+    return pid if b"allele" in cmdline else None

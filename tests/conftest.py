@@ -4,6 +4,7 @@ unchanged), and compiled components are shared through one compile cache."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,3 +127,16 @@ def fund_an_arena_organism(home: Path, allocation: float = 12.0) -> dict[str, An
     finally:
         store.close()
     return row
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.3) -> Any:
+    """Poll `check` until it returns something truthy and return that; fail naming `what` after `timeout`
+    seconds (tests wait for real processes this way; they never assert how long something took)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)

@@ -12,13 +12,14 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import pytest
+from conftest import wait_for
 from test_cli import ALLELE, _c_variant
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
@@ -32,17 +33,6 @@ from allele.vault import ScryptParams, Vault, default_vault_dir
 
 UPLOAD_LIMIT = 1 << 20  # [api] max_upload_bytes of the test engine: momentum_c (~140 KB) fits, 1 MiB + 1 does not
 MOMENTUM_AUTHOR = '\\"author\\":\\"Allele\\"'
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass

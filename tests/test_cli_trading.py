@@ -13,13 +13,14 @@ import shutil
 import signal
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_for
 from test_cli import WIDE, _c_variant, allele, as_json, assert_ok, assert_refused, flat, json_documents, sha256
 
 from allele.kernel.ledger.ledger import OPEN_STATUSES
@@ -48,18 +49,6 @@ def organism(engine: dict[str, Any], org_id: str) -> dict[str, Any]:
     """One organism's row of an engine status."""
     row: dict[str, Any] = next(o for o in engine["organisms"] if o["id"] == org_id)
     return row
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.3) -> Any:
-    """Poll `check` until it returns something truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 def alive(pid: int) -> bool:

@@ -12,20 +12,20 @@ Needs node/npm (the dashboard's dependencies: `cd dashboard && npm ci`) and /usr
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from conftest import wait_for as _wait_for
 
 from allele.kernel.paths import SOURCE_ROOT
 
@@ -39,15 +39,7 @@ PROOF = SOURCE_ROOT / "docs" / "strategies" / "momentum_c.md"
 AUTHOR = '\\"author\\":\\"Allele\\"'
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 600.0, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
+wait_for = functools.partial(_wait_for, timeout=600.0, interval=0.5)
 
 
 def run(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None,

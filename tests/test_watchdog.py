@@ -9,6 +9,7 @@ Nothing asserts wall-clock durations: every wait polls with a generous timeout."
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_for as _wait_for
 from test_cli import WIDE, allele, as_json, assert_ok, assert_refused, flat
 
 from allele.kernel.ledger import Ledger
@@ -33,16 +35,7 @@ FAST = {"ALLELE_WATCHDOG__HEARTBEAT_INTERVAL_S": "0.5", "ALLELE_WATCHDOG__HANG_T
 TIMEOUT = 180.0  # an engine (re)start loads every plugin; on a busy 2-core machine that can take a while
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT, interval: float = 0.3) -> Any:
-    """Poll `check` until it returns something truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+wait_for = functools.partial(_wait_for, timeout=TIMEOUT)
 
 
 def alive(pid: int) -> bool:

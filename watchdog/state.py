@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from allele.kernel.paths import live_allele_pid
+
 # sockaddr_un.sun_path is 108 bytes on Linux (104 on macOS), terminating NUL included.
 _MAX_SOCKET_PATH = 100
 
@@ -48,21 +50,8 @@ def socket_path(home: Path) -> Path:
 
 def running_watchdog(home: Path) -> int | None:
     """The pid of a live watchdog for this home, or None (a stale pid file, or a reused pid, is ignored)."""
-    try:
-        pid = int(pid_path(home).read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return pid
-    return pid if b"allele" in cmdline else None
+    pid: int | None = live_allele_pid(pid_path(home))
+    return pid
 
 
 def read_state(home: Path) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from allele.kernel.paths import live_allele_pid
 from allele.kernel.plugin.errors import PluginError
 from allele.watchdog.heartbeat import start_heartbeat, stop_heartbeat
 
@@ -43,24 +44,9 @@ def status_path(home: Path) -> Path:
 
 
 def running_pid(home: Path) -> int | None:
-    """The pid of a live engine for this home, or None (a stale pid file is ignored)."""
-    try:
-        pid = int(pid_path(home).read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    # After a crash the pid may have been reused by an unrelated process: only a Python one running
-    # Allele counts (Linux /proc; elsewhere the pid is trusted).
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return pid
-    return pid if b"allele" in cmdline else None
+    """The pid of a live engine for this home, or None (a stale or reused pid is ignored)."""
+    pid: int | None = live_allele_pid(pid_path(home))
+    return pid
 
 
 def read_status(home: Path) -> dict[str, Any] | None:
