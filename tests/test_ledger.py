@@ -286,3 +286,22 @@ def test_apply_fill_conserves_value(trades: list[tuple[str, int, int]]) -> None:
     assert abs(cash - (pos.realized_pnl - pos.quantity * pos.avg_price)) < Decimal("1e-12")
     if pos.quantity == 0:
         assert pos.avg_price == 0
+
+
+def test_the_ledger_arithmetic_ignores_the_threads_decimal_context() -> None:
+    """ccxt sets ROUND_HALF_UP on the context of the thread that formats its amounts; a position computed
+    there must still equal the one rebuilt elsewhere, to the last digit."""
+    import decimal
+
+    fills = [("buy", "3", "10"), ("buy", "4", "11"), ("sell", "2", "12.5")]  # avg 74/7: no finite decimal
+
+    def run() -> Position:
+        pos = Position("o", "S", Decimal(0), Decimal(0), Decimal(0))
+        for side, qty, price in fills:
+            pos = apply_fill(pos, side, Decimal(qty), Decimal(price))
+        return pos
+
+    plain = run()
+    with decimal.localcontext(decimal.Context(prec=12, rounding=decimal.ROUND_HALF_UP)):
+        skewed = run()
+    assert skewed == plain and len(str(plain.avg_price).replace(".", "")) == 28  # every digit of the context

@@ -30,6 +30,7 @@ expansion. Realized P&L excludes fees; fees are debited from cash in their own c
 from __future__ import annotations
 
 import contextlib
+import decimal
 import json
 import sqlite3
 import time
@@ -180,13 +181,26 @@ class RecordedUpdate:
     fill: Fill | None
 
 
+# The ledger's arithmetic runs in this context, never the thread's ambient one: a library may change that
+# (ccxt sets ROUND_HALF_UP on the context of whatever thread formats its amounts), and a position rebuilt
+# from fills must equal the stored one to the last digit, whichever process or thread computed either.
+LEDGER_CONTEXT = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_EVEN,
+                                 traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow])
+
+
 def apply_fill(position: Position, side: str, quantity: Decimal, price: Decimal) -> Position:
     """The position after a fill. Pure, so the incremental path and the rebuild are one code.
 
     Adding to a position moves the average price (volume-weighted); reducing it realizes
     (price - avg) * closed quantity (sign-adjusted for shorts) and keeps the average;
     crossing through zero closes the old side and opens the remainder at the fill price.
+    Computed in LEDGER_CONTEXT.
     """
+    with decimal.localcontext(LEDGER_CONTEXT):
+        return _apply_fill(position, side, quantity, price)
+
+
+def _apply_fill(position: Position, side: str, quantity: Decimal, price: Decimal) -> Position:
     delta = quantity if side == "buy" else -quantity
     old = position.quantity
     new = old + delta
@@ -432,14 +446,16 @@ class Ledger:
                updated_ns = excluded.updated_ns""",
             (fill.organism, fill.symbol, text(pos.quantity), text(pos.avg_price), text(pos.realized_pnl), now),
         )
-        notional = fill.quantity * fill.price
+        with decimal.localcontext(LEDGER_CONTEXT):
+            notional = fill.quantity * fill.price
         self._add_cash(db, fill.organism, currency, -notional if fill.side == "buy" else notional, now)
         if fill.fee:
             self._add_cash(db, fill.organism, fill.fee_currency, -fill.fee, now)
 
     def _add_cash(self, db: sqlite3.Connection, organism: str, currency: str, delta: Decimal, now: int) -> None:
         row = self._one("SELECT amount FROM cash WHERE organism = ? AND currency = ?", (organism, currency))
-        amount = (Decimal(row[0]) if row else ZERO) + delta
+        with decimal.localcontext(LEDGER_CONTEXT):
+            amount = (Decimal(row[0]) if row else ZERO) + delta
         db.execute(
             """INSERT INTO cash (organism, currency, amount, updated_ns) VALUES (?, ?, ?, ?)
                ON CONFLICT (organism, currency) DO UPDATE SET amount = excluded.amount,
