@@ -140,3 +140,13 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interva
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+@pytest.fixture(autouse=True)
+def _forget_redacted_secrets() -> Iterator[None]:
+    """Secrets a test's vault decrypts are masked in every later log record of the process; a test's
+    throwaway values ("k", "s") would garble the logs other tests assert on. Forget them after each test."""
+    from allele.vault.redact import scoped
+
+    with scoped():
+        yield
