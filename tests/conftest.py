@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import pytest
 from hypothesis import settings
 from klines_venue import Venue
 
+from allele.kernel.emulator.server import EmulatorServer
+from allele.kernel.emulator.state import Account, EmulatorConfig, EmulatorState
 from allele.kernel.paths import SOURCE_ROOT, WIT_DIR
 from allele.kernel.plugin import PluginHost
 from allele.kernel.plugin.host import LoadedPlugin
@@ -127,6 +130,23 @@ def fund_an_arena_organism(home: Path, allocation: float = 12.0) -> dict[str, An
     finally:
         store.close()
     return row
+
+
+@contextmanager
+def running_emulator(accounts: Mapping[str, tuple[str, Mapping[str, float]]], *, config: EmulatorConfig | None = None,
+                     tick_s: float = 0.05) -> Iterator[EmulatorServer]:
+    """A venue emulator on 127.0.0.1 for the block: `accounts` maps API key -> (secret, balances).
+
+    `tick_s` is its market's step period; 0 gives a still market that only moves when a test steps it
+    (`server.call(server.state.step_market)`).
+    """
+    state = EmulatorState(config, {key: Account(secret, dict(money)) for key, (secret, money) in accounts.items()})
+    server = EmulatorServer(state, tick_s=tick_s)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.3) -> Any:

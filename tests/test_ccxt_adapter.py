@@ -8,19 +8,20 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import ccxt
 import pytest
+from conftest import running_emulator
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from allele.kernel.domain import FinalizedOrder, MarketEvent, OrderUpdate
 from allele.kernel.emulator.server import EmulatorServer
-from allele.kernel.emulator.state import Account, EmulatorConfig, EmulatorState
+from allele.kernel.emulator.state import EmulatorConfig
 from allele.kernel.exchange.ccxt_adapter import CcxtExchange, VenueError
 from allele.kernel.exchange.normalize import Normalizer, OrderTracker, SymbolMap, allele_symbol
 from allele.kernel.exchange.settings import ExchangeSettings
@@ -30,18 +31,14 @@ from allele.vault.signing import Credentials, MemorySigner
 KEY, SECRET = "adapter-key", "adapter-secret-value-1234"
 
 
-def start(config: EmulatorConfig | None = None) -> EmulatorServer:
-    state = EmulatorState(config, {KEY: Account(SECRET, {"USDT": 50_000.0, "BTC": 2.0, "ETH": 10.0})})
-    server = EmulatorServer(state, tick_s=0.05)
-    server.start()
-    return server
+def start(config: EmulatorConfig | None = None) -> AbstractContextManager[EmulatorServer]:
+    return running_emulator({KEY: (SECRET, {"USDT": 50_000.0, "BTC": 2.0, "ETH": 10.0})}, config=config)
 
 
 @pytest.fixture
 def emulator() -> Iterator[EmulatorServer]:
-    server = start()
-    yield server
-    server.stop()
+    with start() as server:
+        yield server
 
 
 class CountingSource:
@@ -142,34 +139,34 @@ async def test_orders_fills_cancels_balances_with_a_client_per_call(emulator: Em
 
 
 async def test_a_resting_order_filled_later_is_found_by_polling() -> None:
-    state = EmulatorState(None, {KEY: Account(SECRET, {"USDT": 50_000.0, "BTC": 2.0})})
-    server = EmulatorServer(state, tick_s=0)  # a still market: one background quote, stepped by hand
-    server.start()
-    server.call(state.step_market)
-    ex = CcxtExchange(settings(server), MemorySigner({"main": (KEY, SECRET.encode())}))
-    await ex.open()
-    try:
-        book = server.call(lambda: state.depth("BTCUSDT", 1))
-        bid, ask = float(book["bids"][0][0]), float(book["asks"][0][0])
-        inside = round((bid + ask) / 2, 2)
-        assert [u.status for u in await ex.execute(order("ad-q", order_type="limit", limit_price=inside,
-                                                         quantity=0.003))] == ["accepted"]
-        assert await ex.poll_orders() == []
+    # a still market: one background quote, stepped by hand
+    with running_emulator({KEY: (SECRET, {"USDT": 50_000.0, "BTC": 2.0})}, tick_s=0) as server:
+        state = server.state
+        server.call(state.step_market)
+        ex = CcxtExchange(settings(server), MemorySigner({"main": (KEY, SECRET.encode())}))
+        await ex.open()
+        try:
+            book = server.call(lambda: state.depth("BTCUSDT", 1))
+            bid, ask = float(book["bids"][0][0]), float(book["asks"][0][0])
+            inside = round((bid + ask) / 2, 2)
+            assert [u.status for u in await ex.execute(order("ad-q", order_type="limit", limit_price=inside,
+                                                             quantity=0.003))] == ["accepted"]
+            assert await ex.poll_orders() == []
 
-        def someone_sells(quantity: float) -> None:  # another trader's market sell meets our bid, the best one
-            state._apply(state.engine.submit(FinalizedOrder(f"x-{quantity}", "BTCUSDT", "sell", "market", quantity,
-                                                            None, "gtc", time.time_ns(), 0), "another", time.time_ns()))
+            def someone_sells(quantity: float) -> None:  # another trader's market sell meets our bid, the best one
+                sell = FinalizedOrder(f"x-{quantity}", "BTCUSDT", "sell", "market", quantity, None, "gtc",
+                                      time.time_ns(), 0)
+                state._apply(state.engine.submit(sell, "another", time.time_ns()))
 
-        server.call(lambda: someone_sells(0.001))
-        part = await ex.poll_orders()
-        assert [(u.status, u.fill_quantity, u.fill_price) for u in part] == [("partially-filled", 0.001, inside)]
-        server.call(lambda: someone_sells(0.002))
-        rest = await ex.poll_orders()
-        assert [(u.status, u.fill_quantity, u.fill_price) for u in rest] == [("filled", 0.002, inside)]
-        assert await ex.poll_orders() == [] and ex.orders.open_orders() == {}
-    finally:
-        await ex.close()
-        server.stop()
+            server.call(lambda: someone_sells(0.001))
+            part = await ex.poll_orders()
+            assert [(u.status, u.fill_quantity, u.fill_price) for u in part] == [("partially-filled", 0.001, inside)]
+            server.call(lambda: someone_sells(0.002))
+            rest = await ex.poll_orders()
+            assert [(u.status, u.fill_quantity, u.fill_price) for u in rest] == [("filled", 0.002, inside)]
+            assert await ex.poll_orders() == [] and ex.orders.open_orders() == {}
+        finally:
+            await ex.close()
 
 
 @pytest.mark.parametrize("source", ["memory", "vault"])
@@ -221,35 +218,32 @@ async def test_an_unknown_account_says_how_to_add_it(emulator: EmulatorServer) -
 
 
 async def test_rate_limits_back_off_and_retry() -> None:
-    server = start(EmulatorConfig(weight_per_minute=10, weight_window_s=1.0))
-    ex = CcxtExchange(settings(server), MemorySigner({"main": (KEY, SECRET.encode())}))
-    try:
-        await ex.open()
-        for i in range(3):  # a private read weighs 10 of 10: one per window, the next waits its turn
-            assert (await ex.balances())["BTC"].total == 2.0, i
-        assert ex.counters["rate_limited"] >= 2 and ex.counters["retries"] >= 2
-        assert server.state.counters["rate_limited"] >= 2
-    finally:
-        await ex.close()
-        server.stop()
+    with start(EmulatorConfig(weight_per_minute=10, weight_window_s=1.0)) as server:
+        ex = CcxtExchange(settings(server), MemorySigner({"main": (KEY, SECRET.encode())}))
+        try:
+            await ex.open()
+            for i in range(3):  # a private read weighs 10 of 10: one per window, the next waits its turn
+                assert (await ex.balances())["BTC"].total == 2.0, i
+            assert ex.counters["rate_limited"] >= 2 and ex.counters["retries"] >= 2
+            assert server.state.counters["rate_limited"] >= 2
+        finally:
+            await ex.close()
 
 
 async def test_rate_limit_retries_are_bounded() -> None:
-    server = start(EmulatorConfig(weight_per_minute=2))
-    ex = CcxtExchange(settings(server, retries=2), MemorySigner({"main": (KEY, SECRET.encode())}))
-    try:
-        await ex.open()
-        with pytest.raises((ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
-            await ex.balances()
-        assert ex.counters["retries"] == 2
-    finally:
-        await ex.close()
-        server.stop()
+    with start(EmulatorConfig(weight_per_minute=2)) as server:
+        ex = CcxtExchange(settings(server, retries=2), MemorySigner({"main": (KEY, SECRET.encode())}))
+        try:
+            await ex.open()
+            with pytest.raises((ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
+                await ex.balances()
+            assert ex.counters["retries"] == 2
+        finally:
+            await ex.close()
 
 
 async def test_clock_skew_is_measured_and_corrected() -> None:
-    server = start(EmulatorConfig(clock_offset_ms=-20_000))  # the venue's clock is 20 s behind ours
-    try:
+    with start(EmulatorConfig(clock_offset_ms=-20_000)) as server:  # the venue's clock is 20 s behind ours
         raw = ccxt.async_support.binance({"apiKey": KEY, "secret": SECRET, "options": {
             "fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False}})
         raw.urls["api"] = server.ccxt_urls()
@@ -268,8 +262,6 @@ async def test_clock_skew_is_measured_and_corrected() -> None:
             assert 19_000 < ex.time_difference_ms < 21_000 and ex.counters["retries"] >= 1
         finally:
             await ex.close()
-    finally:
-        server.stop()
 
 
 async def test_a_garbled_frame_is_survived_and_the_stream_resumes(emulator: EmulatorServer) -> None:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -22,6 +23,7 @@ import ccxt.pro as ccxtpro
 import httpx
 import pytest
 import websockets
+from conftest import running_emulator
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -36,18 +38,15 @@ CCXT_OPTIONS = {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "
                 "defaultType": "spot"}
 
 
-def start(config: EmulatorConfig | None = None, balances: dict[str, float] | None = None) -> EmulatorServer:
-    state = EmulatorState(config, {KEY: Account(SECRET, dict(balances or {"USDT": 100_000.0, "BTC": 1.0}))})
-    server = EmulatorServer(state, tick_s=0.05)
-    server.start()
-    return server
+def start(config: EmulatorConfig | None = None,
+          balances: dict[str, float] | None = None) -> AbstractContextManager[EmulatorServer]:
+    return running_emulator({KEY: (SECRET, balances or {"USDT": 100_000.0, "BTC": 1.0})}, config=config)
 
 
 @pytest.fixture
 def emulator() -> Iterator[EmulatorServer]:
-    server = start()
-    yield server
-    server.stop()
+    with start() as server:
+        yield server
 
 
 def client(server: EmulatorServer, secret: str = SECRET, api_key: str = KEY) -> Any:
@@ -178,19 +177,18 @@ async def test_signature_header_and_timestamp_checks_over_raw_http(emulator: Emu
 
 
 async def test_the_request_weight_budget_answers_429_and_ccxt_raises_rate_limit() -> None:
-    server = start(EmulatorConfig(weight_per_minute=3))
-    ex = client(server)
-    try:
-        async with httpx.AsyncClient(base_url=server.rest_url) as http:
-            codes = [(await http.get("/ping")).status_code for _ in range(5)]
-            assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
-            limited = await http.get("/ping")
-            assert limited.json()["code"] == -1003 and limited.headers["Retry-After"] == "60"
-        with pytest.raises((ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
-            await ex.fetch_time()
-    finally:
-        await ex.close()
-        server.stop()
+    with start(EmulatorConfig(weight_per_minute=3)) as server:
+        ex = client(server)
+        try:
+            async with httpx.AsyncClient(base_url=server.rest_url) as http:
+                codes = [(await http.get("/ping")).status_code for _ in range(5)]
+                assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
+                limited = await http.get("/ping")
+                assert limited.json()["code"] == -1003 and limited.headers["Retry-After"] == "60"
+            with pytest.raises((ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
+                await ex.fetch_time()
+        finally:
+            await ex.close()
 
 
 async def test_ccxt_pro_watches_trades_ticker_and_the_order_book(emulator: EmulatorServer) -> None:
