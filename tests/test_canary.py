@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import running_emulator
 from memscan import linear_memories, linear_memory_contains
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
@@ -34,7 +35,6 @@ from allele.kernel.api.config import ApiConfig
 from allele.kernel.api.server import start_api
 from allele.kernel.domain import FinalizedOrder
 from allele.kernel.emulator.server import EmulatorServer
-from allele.kernel.emulator.state import Account, EmulatorState
 from allele.kernel.engine.config import EngineConfig, OrganismSpec
 from allele.kernel.engine.live import open_live_session
 from allele.kernel.engine.session import open_paper_session
@@ -50,11 +50,8 @@ MARKER = "PLUGIN-HELD-" + secrets.token_hex(8)  # the positive control: a string
 
 @pytest.fixture
 def emulator() -> Iterator[EmulatorServer]:
-    state = EmulatorState(accounts={API_KEY: Account(CANARY, {"USDT": 10_000.0, "ETH": 10.0, "BTC": 1.0})})
-    server = EmulatorServer(state, tick_s=0.02)
-    server.start()
-    yield server
-    server.stop()
+    with running_emulator({API_KEY: (CANARY, {"USDT": 10_000.0, "ETH": 10.0, "BTC": 1.0})}, tick_s=0.02) as server:
+        yield server
 
 
 @pytest.fixture
