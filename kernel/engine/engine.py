@@ -27,6 +27,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -115,7 +116,17 @@ class Swap:
     params: dict[str, Any] | None = None
 
 
-StreamItem: TypeAlias = MarketEvent | Control | SensorReading | Swap
+@dataclass(frozen=True, slots=True)
+class Retire:
+    """An organism taken out of trading in the event stream (the arena defunded or hibernated it): its working
+    orders are cancelled and its positions closed, through the risk gate like any order, and from here on it
+    acts on no signal. A replay re-applies it where it was recorded."""
+
+    organism: str
+    reason: str
+
+
+StreamItem: TypeAlias = MarketEvent | Control | SensorReading | Swap | Retire
 SwapResolver = Callable[[Organism, str, dict[str, Any] | None], StrategyPlugin]
 
 
@@ -147,13 +158,31 @@ class Counters:
 
 
 def batch_columns(events: list[MarketEvent]) -> dict[str, Any]:
-    """The columnar batch of wit/worlds.wit `on-batch` for these events, rows in order."""
+    """The columnar batch of wit/worlds.wit `on-batch` for these events, rows in order, in its compact form.
+
+    A guest parses every number it is given, and the parse is most of a Python guest's batch time, so
+    what the contract lets us leave out is left out: `sym` with one symbol, `kind` when every row is a
+    bar, a float column that is all 0.0 (bars carry no quotes), and `ts` as {"start", "step"} when the
+    rows are evenly spaced (bars usually are).
+    """
     symbols: dict[str, int] = {}
     sym = [symbols.setdefault(e.symbol, len(symbols)) for e in events]
-    return {"symbols": list(symbols), "sym": sym, "ts": [e.ts_ns for e in events],
-            "price": [e.price for e in events], "kind": [_KIND_CODE[e.kind] for e in events],
-            "size": [e.size for e in events], "bid": [e.bid for e in events], "ask": [e.ask for e in events],
-            "bid_size": [e.bid_size for e in events], "ask_size": [e.ask_size for e in events]}
+    columns: dict[str, Any] = {"symbols": list(symbols)}
+    if len(symbols) > 1:
+        columns["sym"] = sym
+    ts = [e.ts_ns for e in events]
+    step = ts[1] - ts[0] if len(ts) > 1 else 0
+    evenly_spaced = ts != [] and step >= 0 and all(b - a == step for a, b in pairwise(ts))
+    columns["ts"] = {"start": ts[0], "step": step} if evenly_spaced else ts
+    columns["price"] = [e.price for e in events]
+    kinds = [_KIND_CODE[e.kind] for e in events]
+    if any(k != _KIND_CODE["bar"] for k in kinds):
+        columns["kind"] = kinds
+    for name in ("size", "bid", "ask", "bid_size", "ask_size"):
+        values = [getattr(e, name) for e in events]
+        if any(values):
+            columns[name] = values
+    return columns
 
 
 def _chunks(items: Iterator[StreamItem], size: int) -> Iterator[list[StreamItem]]:
@@ -192,6 +221,7 @@ class Engine:
         self.batch_events = max(batch_events, 1)
         self.sensors = list(sensors)
         self._queued_swaps: list[tuple[str, StrategyPlugin]] = []
+        self._queued_retires: list[Retire] = []
         self.resolve_swap: SwapResolver | None = None  # a replay's way to get the recorded plugin
         self.portfolio = Portfolio()
         self.counters = Counters()
@@ -300,8 +330,12 @@ class Engine:
             # Swaps happen here only, between chunks and before the strategies are asked: queued ones (a
             # deploy) now, recorded ones (a replay) where they were recorded, which is the same place.
             await self._apply_queued_swaps()
-            while chunk and isinstance(chunk[0], Swap):
-                await self._apply_recorded_swap(chunk.pop(0))  # type: ignore[arg-type]
+            while chunk and isinstance(chunk[0], Swap | Retire):
+                head = chunk.pop(0)
+                if isinstance(head, Swap):
+                    await self._apply_recorded_swap(head)
+                elif isinstance(head, Retire):
+                    await self._retire(head)
             market = [e for e in chunk if isinstance(e, MarketEvent)]
             signals = await self.strategy_signals(market)
             row = 0
@@ -316,6 +350,9 @@ class Engine:
                     continue
                 if isinstance(item, Swap):  # not recorded mid-chunk by this engine; honoured all the same
                     await self._apply_recorded_swap(item)
+                    continue
+                if isinstance(item, Retire):
+                    await self._retire(item)
                     continue
                 if speed > 0:
                     first_ts = item.ts_ns if first_ts is None else first_ts
@@ -353,10 +390,34 @@ class Engine:
         """Hand over a new, configured strategy instance for `organism`; it takes over at the next chunk."""
         self._queued_swaps.append((organism, instance))
 
+    def queue_retire(self, organism: str, reason: str) -> None:
+        """Take `organism` out of trading at the next chunk (see `Retire`); `reason` goes to the ledger."""
+        self._queued_retires.append(Retire(organism, reason))
+
     async def _apply_queued_swaps(self) -> None:
         queued, self._queued_swaps = self._queued_swaps, []
         for organism, instance in queued:
             await self._swap(organism, instance)
+        retires, self._queued_retires = self._queued_retires, []
+        for retire in retires:
+            await self._retire(retire)
+
+    async def _retire(self, retire: Retire) -> None:
+        org = self.organisms.get(retire.organism)
+        if org is None or not org.active:
+            return
+        if self.firehose is not None:
+            self.firehose.append({"k": "control", "retire": org.id, "reason": retire.reason, "ts": self.now_ns})
+        await self.ledger.audit("engine", "retire", {"organism": org.id, "reason": retire.reason})
+        log.warning("organism %s stops trading: %s; its orders are cancelled and its positions closed",
+                    org.id, retire.reason)
+        # A flat exposure is the strategy kernel's own way to cancel what works and close what is held.
+        held = {s for s, q in self.portfolio.positions.get(org.id, {}).items() if q}
+        working = {o.symbol for o in self.portfolio.open_orders.values() if o.organism == org.id}
+        for symbol in sorted(held | working):
+            await self._act(org, Signal(symbol, "exposure", 0.0, note=f"retired: {retire.reason}"), self.now_ns)
+        org.active = False
+        self.bus.publish("organism", {"id": org.id, "status": "retired", "reason": retire.reason})
 
     async def _apply_recorded_swap(self, swap: Swap) -> None:
         org = self.organisms.get(swap.organism)

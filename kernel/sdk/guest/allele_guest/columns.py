@@ -42,18 +42,19 @@ class Batch:
         for name, col in (("sym", self.sym), ("ts", self._ts)):
             if len(col) != n:
                 raise PluginError(f"batch column '{name}' has {len(col)} rows, 'price' has {n}")
-        optional: dict[str, list[Any] | None] = {}
+        optional: dict[str, list[Any]] = {}
         for name in _OPTIONAL_COLUMNS:
             column = columns.get(name)
             if column is not None and (not isinstance(column, list) or len(column) != n):
                 raise PluginError(f"batch column '{name}' must be a list of {n} rows")
-            optional[name] = column
-        self.kind: list[int] | None = optional["kind"]
-        self.size: list[float] | None = optional["size"]
-        self.bid: list[float] | None = optional["bid"]
-        self.ask: list[float] | None = optional["ask"]
-        self.bid_size: list[float] | None = optional["bid_size"]
-        self.ask_size: list[float] | None = optional["ask_size"]
+            # Absent means the contract's default (the host leaves out what is all default): all bars, all 0.0.
+            optional[name] = column if column is not None else [2] * n if name == "kind" else [0.0] * n
+        self.kind: list[int] = optional["kind"]
+        self.size: list[float] = optional["size"]
+        self.bid: list[float] = optional["bid"]
+        self.ask: list[float] = optional["ask"]
+        self.bid_size: list[float] = optional["bid_size"]
+        self.ask_size: list[float] = optional["ask_size"]
 
     @property
     def ts(self) -> list[int] | range:
@@ -74,11 +75,9 @@ class Batch:
 
     def events(self, venue: str = "") -> Iterator[MarketEvent]:
         """Rows as MarketEvent objects (the slow, general path)."""
-        zero = [0.0] * len(self)
-        kinds = self.kind or [2] * len(self)
         symbols = self.symbols
-        for row in zip(kinds, self.sym, self.ts, self.price, self.size or zero, self.bid or zero,
-                       self.ask or zero, self.bid_size or zero, self.ask_size or zero, strict=True):
+        for row in zip(self.kind, self.sym, self.ts, self.price, self.size, self.bid, self.ask, self.bid_size,
+                       self.ask_size, strict=True):
             yield MarketEvent(EVENT_KINDS[row[0]], venue, symbols[row[1]], row[2], row[3], row[4], row[5], row[6],
                               row[7], row[8])
 
