@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import subprocess
@@ -14,8 +15,10 @@ from conftest import fund_an_arena_organism
 
 from allele.kernel.arena.fitness import FitnessConfig, fitness
 from allele.kernel.arena.live import live_fitness, organism_id, review_lifecycle
+from allele.kernel.arena.organism import OrganismSpec as ArenaSpec
 from allele.kernel.arena.store import ArenaStore
 from allele.kernel.domain import FinalizedOrder, OrderUpdate
+from allele.kernel.engine.firehose import read_recording
 from allele.kernel.ledger import Ledger
 
 SPEC = {"strategy": "sma_cross", "plugin_sha256": "0" * 64, "genome": {}, "exchange": "sim", "sensors": []}
@@ -128,3 +131,76 @@ def test_a_paper_session_feeds_the_review(built, tmp_path: Path) -> None:
     assert record["organism"] == oid and record["returns"] >= 59 and record["fitness"] is not None
     expected = ("paper", "live") if record["fitness"] > 0 else ("paper", "hibernating")
     assert [(m["old"], m["new"]) for m in report["moves"] if m["fingerprint"] == row["fingerprint"]] == [expected]
+
+
+def test_a_running_engine_retires_the_organism_the_arena_defunds_and_a_replay_does_the_same(built,
+                                                                                           tmp_path: Path) -> None:
+    """Defunded mid-session (as `allele arena defund` or a review in another process does): at the next chunk
+    the engine cancels the organism's orders, closes its position, and sends nothing more for it."""
+    from allele.kernel.engine.config import EngineConfig
+    from allele.kernel.engine.runner import retire_defunded
+    from allele.kernel.engine.session import open_paper_session, open_replay_session
+
+    home = tmp_path / "home"
+    home.mkdir()
+    fund_an_arena_organism(home)  # the arena's tables, with a real run in them
+    # ...and a quick sma_cross the arena funds, so that it holds a position when it is defunded
+    sma_cross = hashlib.sha256(built.wasm["sma_cross"].read_bytes()).hexdigest()
+    spec = ArenaSpec(strategy="sma_cross", plugin_sha256=sma_cross, genome={"fast": 2, "slow": 3})
+    row = {**standing_row(spec.fingerprint, "paper", 40.0), "spec": spec.canonical()}
+    store = ArenaStore(home / "trading.db")
+    try:
+        store.put_standing([row])
+        for other in store.standing():  # only this one trades
+            if other["fingerprint"] != spec.fingerprint:
+                store.set_status(other["fingerprint"], "paper", 0.0, False, "test: not this one")
+    finally:
+        store.close()
+    oid = organism_id(spec.fingerprint)
+
+    async def trade() -> tuple[list[tuple[str, ...]], list[dict[str, object]], int]:
+        session = await open_paper_session(home, config=EngineConfig(bars=400, speed=0, firehose_max_mb=1),
+                                           session="retire", start_ns=1_800_000_000_000_000_000)
+        engine = session.engine
+        queued: list[str] = []
+
+        async def arena_defunds_midway(run: asyncio.Task[None]) -> None:
+            while engine.counters.events < 300 or not any(engine.portfolio.positions.get(oid, {}).values()):
+                assert not run.done(), "the organism never held a position: nothing to retire"
+                await asyncio.sleep(0)  # the engine yields between chunks
+            store = ArenaStore(home / "trading.db")
+            try:
+                store.set_status(spec.fingerprint, "hibernating", 0.0, False, "test: live fitness <= 0")
+            finally:
+                store.close()
+            queued.extend(await retire_defunded(session, home))
+
+        try:
+            run = asyncio.create_task(session.run())
+            await asyncio.wait_for(asyncio.gather(run, arena_defunds_midway(run)), 600)
+            orders = await engine.ledger.orders()
+            audit = [a for a in await engine.ledger.audit_log() if a["action"] == "retire"]
+            position = sum(float(p.quantity) for p in await engine.ledger.positions() if p.organism == oid)
+            retired_at = engine.counters.events
+            assert queued == [oid] and not engine.organisms[oid].active and position == 0.0
+            return [(o.client_order_id, o.side, str(o.quantity), o.status) for o in orders], audit, retired_at
+        finally:
+            await session.close()
+
+    orders, audit, _ = asyncio.run(trade())
+    assert [a["details"]["organism"] for a in audit] == [oid]
+    assert "hibernating: test: live fitness <= 0" in str(audit[0]["details"]["reason"])
+    recording = home / "historical" / "retire"
+    [control] = [r for r in read_recording(recording) if r.get("retire")]
+    assert control["retire"] == oid
+
+    async def replay() -> list[tuple[str, ...]]:
+        r = await open_replay_session(home, recording, tmp_path / "replay.db")
+        try:
+            await r.run()
+            assert not r.engine.organisms[oid].active
+            return [(o.client_order_id, o.side, str(o.quantity), o.status) for o in await r.engine.ledger.orders()]
+        finally:
+            await r.close()
+
+    assert asyncio.run(replay()) == orders

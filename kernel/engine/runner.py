@@ -9,6 +9,9 @@
   orders stay managed and its position stays with the organism). A plugin that fails to load or
   configure is refused, logged, and the old instance keeps trading. Each swap is recorded in the
   ledger's audit log and the firehose, where a replay applies it at the same place.
+- retirement: every few seconds, arena organisms the arena no longer funds (a review in another process
+  hibernated or defunded them) are retired at the next chunk: working orders cancelled, positions closed
+  through the risk gate, no further signals acted on; recorded in the ledger's audit log and the firehose.
 - SIGTERM / SIGINT stop the session cleanly: the firehose is closed (compressed) and the ledger closed.
 """
 
@@ -20,6 +23,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,9 +34,12 @@ from allele.watchdog.heartbeat import start_heartbeat, stop_heartbeat
 
 from .engine import Organism
 from .ports import TradingSession
-from .session import SessionError, start_strategy, strategy_catalog
+from .session import SessionError, arena_defunded, start_strategy, strategy_catalog
 
 log = logging.getLogger("allele.engine")
+
+
+ARENA_CHECK_S = 5.0  # how often a running engine looks for arena organisms the arena stopped funding
 
 
 def pid_path(home: Path) -> Path:
@@ -89,6 +96,21 @@ async def hot_swap(session: TradingSession, home: Path) -> list[str]:
     return swapped
 
 
+async def retire_defunded(session: TradingSession, home: Path) -> list[str]:
+    """Queue the retirement of every arena organism the arena has stopped funding (an `allele arena review`
+    or `arena run` in another process hibernated or defunded it); returns the organisms queued."""
+    engine = session.engine
+    active = [o.id for o in engine.organisms.values() if o.active]
+    try:
+        defunded = await asyncio.to_thread(arena_defunded, home, active)
+    except sqlite3.Error as exc:  # the arena's tables busy or missing: look again next time
+        log.debug("arena standing not readable now: %s", exc)
+        return []
+    for organism, reason in defunded.items():
+        engine.queue_retire(organism, reason)
+    return sorted(defunded)
+
+
 def _organism_row(org: Organism) -> dict[str, Any]:
     return {"id": org.id, "strategy": org.strategy.name, "symbols": sorted(org.symbols),
             "allocation": org.allocation, "sha256": org.plugin_sha256}
@@ -114,12 +136,16 @@ async def serve(session: TradingSession, home: Path, *, status_interval_s: float
 
     async def housekeeping() -> None:
         seen = _dir_stamp(deployed)
+        last_arena_check = 0.0
         while not stop.is_set():
             write_status("running")
             stamp = _dir_stamp(deployed)
             if stamp != seen:
                 seen = stamp
                 await hot_swap(session, home)
+            if loop.time() - last_arena_check >= ARENA_CHECK_S:
+                last_arena_check = loop.time()
+                await retire_defunded(session, home)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), status_interval_s)
 

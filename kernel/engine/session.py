@@ -19,7 +19,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from allele.kernel.risk import RiskConfig, RiskGate, load_risk_config
 
 from .bus import Bus
 from .config import EngineConfig, OrganismSpec, SensorSpec, load_engine_config, load_organisms, load_sensors
-from .engine import Control, Engine, Organism, SensorFeed, StreamItem, Swap, reading_from_record
+from .engine import Control, Engine, Organism, Retire, SensorFeed, StreamItem, Swap, reading_from_record
 from .firehose import HEADER, Firehose, event_from_record, read_recording, recover
 from .order_path import OrderPath
 from .simvenue import SimVenue, SimVenueSpec
@@ -124,6 +124,29 @@ def arena_organisms(home: Path) -> tuple[OrganismSpec, ...]:
         specs.append(OrganismSpec(id=f"arena-{r['fingerprint'][:12]}", strategy=str(path),
                                   params=dict(r["spec"]["genome"]), allocation=r["allocation"]))
     return tuple(specs)
+
+
+def arena_defunded(home: Path, organisms: Iterable[str]) -> dict[str, str]:
+    """Of these engine organism ids, the arena organisms (`arena-<fingerprint prefix>`) the arena no longer
+    funds, each with the arena's reason: what a running engine must stop trading."""
+    wanted = {o.removeprefix("arena-"): o for o in organisms if o.startswith("arena-")}
+    if not wanted or not ledger_path(home).is_file():
+        return {}
+    from allele.kernel.arena.store import ArenaStore  # see arena_organisms
+
+    store = ArenaStore(ledger_path(home))
+    try:
+        rows = {r["fingerprint"][:12]: r for r in store.standing()}
+    finally:
+        store.close()
+    out = {}
+    for prefix, organism in wanted.items():
+        r = rows.get(prefix)
+        if r is None:
+            out[organism] = "the arena has no record of it any more"
+        elif not (r["funded"] and r["status"] in ("paper", "live") and r["allocation"] > 0):
+            out[organism] = f"the arena moved it to {r['status']}: {r['reason'] or 'defunded'}"
+    return out
 
 
 def organisms_to_trade(home: Path) -> tuple[OrganismSpec, ...]:
@@ -316,6 +339,8 @@ def _replay_items(recording: Path) -> Iterator[StreamItem]:
         elif kind == "control" and "swap" in record:
             params = record.get("params")
             yield Swap(str(record["swap"]), str(record["sha256"]), dict(params) if isinstance(params, dict) else None)
+        elif kind == "control" and "retire" in record:
+            yield Retire(str(record["retire"]), str(record.get("reason", "")))
 
 
 async def open_replay_session(home: Path, recording: Path, ledger_file: Path, *, host: PluginHost | None = None,
