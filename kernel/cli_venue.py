@@ -2,11 +2,12 @@
 
     allele venue emulator [--port 8765] [--api-key emu-key] [--symbols BTCUSDT:60000,ETHUSDT:3000] [--tick 0.25]
 
-The emulator speaks the Binance spot REST and WebSocket API subset that ccxt's `binance` class and the
-bundled `binance_spot` plugin use, on 127.0.0.1 only, backed by the simulated matching engine with
-synthetic background liquidity. It runs in the foreground until Ctrl-C. The API secret it verifies
-signatures against is read from $ALLELE_EMULATOR_SECRET, else from stdin (piped, or typed without echo);
-it is never a command-line argument, so it stays out of shell history and `ps`.
+The emulator speaks the Binance spot and USD-M perpetuals REST and WebSocket API subset that ccxt's
+`binance` class and the bundled `binance_spot` plugin use (docs/venues.md), on 127.0.0.1 only, backed by
+the simulated matching engine with synthetic background liquidity. It runs in the foreground until
+Ctrl-C. The API secret it verifies signatures against is read from $ALLELE_EMULATOR_SECRET, else from
+stdin (piped, or typed without echo); it is never a command-line argument, so it stays out of shell
+history and `ps`.
 """
 
 from __future__ import annotations
@@ -96,16 +97,17 @@ def emulator(
         server.port = server._bound_port()
         names = ", ".join(f'"{s.base}-{s.quote}"' for s in specs)
         # Plain write, not rich: the config snippet must not be re-wrapped to the terminal's width.
-        sys.stdout.write(f"venue emulator (Binance spot API subset) on 127.0.0.1:{server.port}\n"
+        sys.stdout.write(f"venue emulator (Binance spot and USD-M perpetuals API subset) on 127.0.0.1:{server.port}\n"
                   f"  REST       {server.rest_url}\n"
                   f"  WebSocket  {server.ws_url}/0\n"
+                  f"  perpetuals {server.base_url}/fapi/v1 and {server.futures_ws_url}\n"
                   f"  API key    {api_key} (the secret you gave); balances {funds}\n\n"
                   "Point Allele at it: store the credentials, then in .allele/config.toml\n"
                   f"  allele vault add emulator --exchange binance    (API key {api_key}, then the secret)\n\n"
                   "  [exchange]\n  id = \"binance\"\n  account = \"emulator\"\n"
+                  "  market_type = \"spot\"    # or \"swap\" for the perpetuals\n"
                   f"  symbols = [{names}]\n"
-                  f"  urls = {{ public = \"{server.rest_url}\", private = \"{server.rest_url}\", "
-                  f"ws = {{ spot = \"{server.ws_url}\" }} }}\n\n"
+                  f"  urls = {server.ccxt_urls_toml()}\n\n"
                   "Ctrl-C stops it.\n")
         sys.stdout.flush()
         await task

@@ -5,6 +5,7 @@ fuzzed."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -397,3 +398,285 @@ async def test_quotes_come_from_the_ticker_where_there_is_no_book_stream(emulato
         assert ex.counters["rest_polls"] == 0 and ex.normalizer.dropped_total == 0
     finally:
         await ex.close()
+
+
+# --- perpetuals and the user data stream ------------------------------------------------------------------------
+
+PERP = "BTC-USDT-PERP"
+
+
+def someone_trades(server: EmulatorServer, side: str, quantity: float, *, futures: bool) -> None:
+    """Another trader's market order on the emulator's (spot or futures) book: it meets our resting order first
+    when ours is the best price."""
+    state = server.futures if futures else server.state
+    assert state is not None
+
+    def trade() -> None:
+        order = FinalizedOrder(f"x-{time.time_ns()}", "BTCUSDT", side, "market", quantity, None, "gtc",
+                               time.time_ns(), 0)
+        state._apply(state.engine.submit(order, "another", time.time_ns()))
+
+    server.call(trade)
+
+
+def inside(server: EmulatorServer, *, futures: bool) -> float:
+    """A price strictly inside the (still) market's spread, on its tick grid."""
+    state = server.futures if futures else server.state
+    assert state is not None
+    book = server.call(lambda: state.depth("BTCUSDT", 1))
+    return round((float(book["bids"][0][0]) + float(book["asks"][0][0])) / 2, 2)
+
+
+@contextmanager
+def still_market() -> Iterator[EmulatorServer]:
+    """An emulator whose spot and futures markets hold one background quote each and move only when told."""
+    with running_emulator({KEY: (SECRET, {"USDT": 50_000.0, "BTC": 2.0})}, tick_s=0) as server:
+        assert server.futures is not None
+        server.call(server.state.step_market)
+        server.call(server.futures.step_market)
+        yield server
+
+
+async def test_perpetuals_open_a_short_from_flat_and_close_it_end_to_end() -> None:
+    with still_market() as server:
+        ex = CcxtExchange(settings(server, market_type="swap", symbols=(PERP,)),
+                          MemorySigner({"main": (KEY, SECRET.encode())}))
+        await ex.open()
+        try:
+            assert ex.symbols() == ("BTC-USDT-PERP", "ETH-USDT-PERP")
+            perp = ex.instrument(PERP)
+            assert (perp.tick_size, perp.lot_size, perp.maker_fee, perp.taker_fee, perp.quote_currency) == \
+                (0.01, 0.001, 0.0002, 0.0005, "USDT")
+            assert await ex.positions() == {}
+
+            opened = await ex.execute(order("perp-1", symbol=PERP, side="sell", quantity=0.01))
+            assert [u.status for u in opened] == ["accepted", "filled"]
+            sold = opened[-1]
+            assert sold.fill_quantity == 0.01 and sold.fill_price > 0
+            short = (await ex.positions())[PERP]
+            assert short.quantity == pytest.approx(-0.01) and short.entry_price == pytest.approx(sold.fill_price)
+
+            bid = inside(server, futures=True)
+            closing = await ex.execute(order("perp-2", symbol=PERP, side="buy", order_type="limit", limit_price=bid,
+                                             quantity=0.01))
+            assert [u.status for u in closing] == ["accepted"]
+            someone_trades(server, "sell", 0.01, futures=True)
+            closed = await ex.poll_orders()
+            assert [(u.client_order_id, u.status, u.fill_quantity, u.fill_price) for u in closed] == \
+                [("perp-2", "filled", 0.01, bid)]
+            assert await ex.positions() == {}
+
+            realized = 0.01 * (sold.fill_price - bid)
+            taker_fee, maker_fee = 0.01 * sold.fill_price * 0.0005, 0.01 * bid * 0.0002
+            usdt = (await ex.balances())["USDT"]
+            assert usdt.total == pytest.approx(50_000 + realized - taker_fee - maker_fee, abs=1e-6)
+            assert usdt.used == 0.0 and usdt.free == pytest.approx(usdt.total)
+            assert "BTC" not in await ex.balances()  # a perpetual moves USDT only
+            assert server.call(lambda: server.state.accounts[KEY].balances["BTC"]) == 2.0  # spot untouched
+        finally:
+            await ex.close()
+
+
+async def test_perpetual_market_data_streams_through_ccxt_pro(emulator: EmulatorServer) -> None:
+    ex = CcxtExchange(settings(emulator, market_type="swap", symbols=(PERP,)), None)
+    await ex.open()
+    try:
+        events: list[MarketEvent] = []
+        stop = asyncio.Event()
+        task = asyncio.create_task(ex.watch([PERP], events.append, stop))
+        await wait_for(lambda: {(e.kind, e.symbol) for e in events} >= {("trade", PERP), ("quote", PERP)})
+        stop.set()
+        await task
+        assert all(0 < e.bid < e.ask for e in events if e.kind == "quote")
+        assert ex.counters["stream_errors"] == 0 and ex.counters["rest_polls"] == 0
+        assert ex.normalizer.dropped_total == 0
+    finally:
+        await ex.close()
+
+
+async def test_perpetuals_refuse_wrong_credentials_with_a_clear_error(emulator: EmulatorServer) -> None:
+    wrong = "not-the-futures-secret-4242"
+    ex = CcxtExchange(settings(emulator, market_type="swap", symbols=(PERP,)), MemorySigner({"main": (KEY,
+                                                                                                      wrong.encode())}))
+    await ex.open()
+    try:
+        with pytest.raises(VenueError) as info:
+            await ex.execute(order("perp-bad", symbol=PERP, side="sell"))
+        message = str(info.value)
+        assert "account 'main'" in message and "Signature for this request is not valid" in message
+        assert "Check the API key and secret" in message and wrong not in message and SECRET not in message
+        with pytest.raises(VenueError, match="refused the credentials"):
+            await ex.positions()
+        assert emulator.futures is not None
+        assert emulator.futures.counters["orders"] == 0 and emulator.futures.counters["rejected_auth"] >= 2
+    finally:
+        await ex.close()
+
+
+async def _streaming(ex: CcxtExchange) -> tuple[list[OrderUpdate], asyncio.Event, asyncio.Task[None]]:
+    got: list[OrderUpdate] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(ex.stream_orders(got.append, stop))
+    await wait_for(lambda: ex.user_stream_up)
+    return got, stop, task
+
+
+@pytest.mark.parametrize("market_type", ["spot", "swap"])
+async def test_fills_arriving_only_through_the_user_stream_reach_the_caller_once(market_type: str) -> None:
+    futures = market_type == "swap"
+    symbol = PERP if futures else "BTC-USDT"
+    with still_market() as server:
+        ex = CcxtExchange(settings(server, market_type=market_type, symbols=(symbol,), stream_poll_s=3600),
+                          MemorySigner({"main": (KEY, SECRET.encode())}))
+        await ex.open()
+        try:
+            got, stop, task = await _streaming(ex)
+            price = inside(server, futures=futures)
+            placed = await ex.execute(order("us-1", symbol=symbol, order_type="limit", limit_price=price,
+                                            quantity=0.003))
+            someone_trades(server, "sell", 0.001, futures=futures)
+            await wait_for(lambda: any(u.status == "partially-filled" for u in got))
+            assert await ex.poll_orders() == []  # polling is slowed while the stream is up: the stream told us
+            someone_trades(server, "sell", 0.002, futures=futures)
+            await wait_for(lambda: any(u.status == "filled" for u in got))
+            stop.set()
+            await task
+            everything = placed + got
+            assert [(u.status, u.fill_quantity, u.fill_price) for u in everything] == [
+                ("accepted", 0.0, 0.0), ("partially-filled", 0.001, price), ("filled", 0.002, price)]
+            fee_rate = 0.0002 if futures else 0.001
+            assert [u.fee for u in everything[1:]] == [pytest.approx(q * price * fee_rate) for q in (0.001, 0.002)]
+            assert all(u.venue_order_id == everything[0].venue_order_id != "" for u in everything)
+            assert not ex.user_stream_up and await ex.poll_orders() == []  # polling again: nothing is new
+            assert ex.counters["user_stream_updates"] >= 3 and ex.counters["user_stream_errors"] == 0
+        finally:
+            await ex.close()
+
+
+@pytest.mark.parametrize("market_type", ["spot", "swap"])
+async def test_the_user_stream_cut_off_falls_back_to_polling_then_resumes(market_type: str) -> None:
+    futures = market_type == "swap"
+    symbol = PERP if futures else "BTC-USDT"
+    with still_market() as server:
+        ex = CcxtExchange(settings(server, market_type=market_type, symbols=(symbol,), stream_poll_s=3600,
+                                   backoff_s=0.5, backoff_max_s=1.0), MemorySigner({"main": (KEY, SECRET.encode())}))
+        await ex.open()
+        try:
+            got, stop, task = await _streaming(ex)
+            price = inside(server, futures=futures)
+            got += await ex.execute(order("cut-1", symbol=symbol, order_type="limit", limit_price=price,
+                                          quantity=0.002))
+            hub = server.futures_hub if futures else server.hub
+            assert hub is not None
+            server.call(hub.drop_connections)
+            await wait_for(lambda: ex.counters["user_stream_errors"] >= 1)
+            someone_trades(server, "sell", 0.001, futures=futures)  # while nobody listens
+            got += await ex.poll_orders()  # the stream is down: this reads the venue (or the reopened stream did)
+            await wait_for(lambda: ex.user_stream_up)
+            someone_trades(server, "sell", 0.001, futures=futures)
+            await wait_for(lambda: any(u.status == "filled" for u in got))
+            stop.set()
+            await task
+            assert [(u.status, u.fill_quantity) for u in got] == [("accepted", 0.0), ("partially-filled", 0.001),
+                                                                  ("filled", 0.001)]
+        finally:
+            await ex.close()
+
+
+async def test_a_garbled_user_data_frame_is_counted_and_dropped_and_the_stream_goes_on() -> None:
+    with still_market() as server:
+        ex = CcxtExchange(settings(server, market_type="swap", symbols=(PERP,), stream_poll_s=3600),
+                          MemorySigner({"main": (KEY, SECRET.encode())}))
+        await ex.open()
+        try:
+            got, stop, task = await _streaming(ex)
+            assert server.futures_hub is not None
+            hub = server.futures_hub
+            price = inside(server, futures=True)
+            got += await ex.execute(order("gb-1", symbol=PERP, order_type="limit", limit_price=price,
+                                          quantity=0.001))
+            # Not JSON; and an event for our order whose numbers are not numbers (it must not become a fill).
+            broken: dict[str, Any] = {"e": "ORDER_TRADE_UPDATE", "E": 1, "T": 1, "o": {
+                "s": "BTCUSDT", "c": "gb-1", "S": "BUY", "o": "LIMIT", "X": "FILLED", "x": "TRADE", "i": 999,
+                "q": "0.001", "z": "NaN", "l": "lots", "L": "1e999", "n": "0"}}
+            negative = {**broken, "o": {**broken["o"], "z": "-0.5", "l": "0.001", "L": "1"}}  # ccxt reads it
+            for frame in ("}{ not json", json.dumps(broken), "\x00\xff", json.dumps(negative)):
+                server.call(lambda frame=frame: hub.broadcast_raw(frame))
+            someone_trades(server, "sell", 0.001, futures=True)
+            await wait_for(lambda: any(u.status == "filled" for u in got))
+            stop.set()
+            await task
+            assert [(u.status, u.fill_quantity, u.fill_price) for u in got] == [("accepted", 0.0, 0.0),
+                                                                                ("filled", 0.001, price)]
+            dropped = ex.normalizer.dropped
+            assert dropped["unreadable WebSocket frame (not a JSON object or array)"] == 2, dropped
+            assert dropped["unreadable WebSocket frame (ValueError)"] == 1, dropped  # ccxt choked on "lots"
+            assert dropped["user data order without fill fields"] == 1, dropped  # we refused a negative total
+            assert ex.counters["user_stream_errors"] == 0
+        finally:
+            await ex.close()
+
+
+async def test_the_user_stream_with_wrong_credentials_is_refused_and_polling_carries_on(
+        emulator: EmulatorServer) -> None:
+    wrong = "not-the-stream-secret-777"
+    ex = CcxtExchange(settings(emulator, backoff_s=0.05, backoff_max_s=0.1), MemorySigner({"main": (KEY,
+                                                                                                   wrong.encode())}))
+    await ex.open()
+    try:
+        got: list[OrderUpdate] = []
+        stop = asyncio.Event()
+        task = asyncio.create_task(ex.stream_orders(got.append, stop))
+        await wait_for(lambda: ex.counters["user_stream_errors"] >= 2)
+        assert not ex.user_stream_up and got == []
+        stop.set()
+        await task
+        assert emulator.state.counters["rejected_auth"] >= 2
+    finally:
+        await ex.close()
+
+
+async def test_with_the_user_stream_unreachable_polling_finds_the_fills() -> None:
+    with still_market() as server:
+        urls = server.ccxt_urls()
+        urls["ws"] = {**urls["ws"], "ws-api": {"spot": "ws://127.0.0.1:1/ws-api/v3"}}  # nothing listens there
+        ex = CcxtExchange(settings(server, urls=urls, stream_poll_s=3600),
+                          MemorySigner({"main": (KEY, SECRET.encode())}))
+        await ex.open()
+        try:
+            got: list[OrderUpdate] = []
+            stop = asyncio.Event()
+            task = asyncio.create_task(ex.stream_orders(got.append, stop))
+            await wait_for(lambda: ex.counters["user_stream_errors"] >= 1)
+            price = inside(server, futures=False)
+            placed = await ex.execute(order("down-1", order_type="limit", limit_price=price, quantity=0.001))
+            someone_trades(server, "sell", 0.001, futures=False)
+            polled = await ex.poll_orders()
+            stop.set()
+            await task
+            assert [u.status for u in placed] == ["accepted"] and got == []
+            assert [(u.status, u.fill_quantity, u.fill_price) for u in polled] == [("filled", 0.001, price)]
+            assert not ex.user_stream_up
+        finally:
+            await ex.close()
+
+
+_events = st.dictionaries(st.sampled_from(["z", "l", "L", "n", "N", "i", "X"]), _values | st.sampled_from(
+    ["0.001", "0", "-1", "NaN", "1e999", "lots", "USDT"]), max_size=7)
+
+
+@given(batch=st.one_of(_values, st.lists(st.one_of(_values, st.fixed_dictionaries(
+    {"clientOrderId": st.sampled_from(["cid", "other", ""]), "info": _events | _values},
+    optional={"id": _values | st.just("7"), "symbol": st.sampled_from(["BTC/USDT", "BTC/USDT:USDT", "x"]),
+              "status": st.sampled_from(["open", "closed", "canceled", "expired"]) | _values,
+              "amount": _values, "cost": _values})), max_size=4)))
+def test_fuzz_user_stream_orders_never_raise_and_yield_sane_updates(batch: object) -> None:
+    ex = CcxtExchange(ExchangeSettings(id="binance"), None)
+    ex.symbols_map = ex.normalizer.symbols = SYMBOLS
+    ex.orders.track("cid", "BTC-USDT")
+    first, again = ex._stream_updates(batch), ex._stream_updates(batch)
+    for update in first + again:
+        assert update.client_order_id == "cid" and update.symbol in SYMBOLS.to_ccxt
+        assert math.isfinite(update.fill_quantity) and update.fill_quantity >= 0
+        assert math.isfinite(update.fill_price) and math.isfinite(update.fee)
+    assert all(u.fill_quantity == 0 for u in again)  # the same events once more: no fill twice

@@ -7,11 +7,13 @@ import asyncio
 import hashlib
 import hmac
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -28,6 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from allele.kernel.domain import FinalizedOrder
+from allele.kernel.emulator.futures import FuturesState
 from allele.kernel.emulator.server import EmulatorServer, StreamHub, _Connection
 from allele.kernel.emulator.state import Account, EmulatorConfig, EmulatorState, signed_payload
 from allele.kernel.exchange.plugin_send import resolve_request, send_plugin_request
@@ -237,6 +240,156 @@ async def test_websocket_protocol_and_garbage_frames(emulator: EmulatorServer) -
     assert emulator.hub.bad_requests == 3
 
 
+SWAP_OPTIONS = {"fetchMarkets": {"types": ["linear"]}, "fetchCurrencies": False, "fetchMargins": False,
+                "defaultType": "swap"}
+
+
+def swap_client(server: EmulatorServer, secret: str = SECRET, api_key: str = KEY) -> Any:
+    ex = ccxt.async_support.binance({"apiKey": api_key, "secret": secret, "options": dict(SWAP_OPTIONS)})
+    ex.urls["api"] = server.ccxt_urls()
+    return ex
+
+
+async def test_ccxt_trades_perpetuals_with_signed_positions_and_usdt_margin(emulator: EmulatorServer) -> None:
+    ex = swap_client(emulator)
+    try:
+        markets = await ex.load_markets()
+        assert sorted(markets) == ["BTC/USDT:USDT", "ETH/USDT:USDT"]
+        perp = markets["BTC/USDT:USDT"]
+        assert perp["swap"] and perp["linear"] and perp["settle"] == "USDT" and perp["contractSize"] == 1
+        assert (perp["precision"]["price"], perp["precision"]["amount"], perp["taker"]) == (0.01, 0.001, 0.0005)
+        ticker = await ex.fetch_ticker("BTC/USDT:USDT")
+        assert 0 < ticker["bid"] < ticker["ask"]
+        assert (await ex.fetch_order_book("BTC/USDT:USDT", 5))["bids"]
+        assert (await ex.fetch_balance())["total"]["USDT"] == 100_000.0  # the futures wallet: the account's USDT
+
+        short = await ex.create_order("BTC/USDT:USDT", "market", "sell", 0.01, None, {"clientOrderId": "f-1"})
+        assert short["status"] == "closed" and short["filled"] == 0.01 and short["clientOrderId"] == "f-1"
+        [position] = await ex.fetch_positions(["BTC/USDT:USDT"])
+        assert position["side"] == "short" and position["contracts"] == 0.01
+        assert position["entryPrice"] == pytest.approx(short["average"])
+        # ccxt maps futures error codes to its classes by host name (fapi.binance.com), so at 127.0.0.1 they
+        # arrive as ExchangeError with the venue's code and message.
+        with pytest.raises(ccxt.ExchangeError, match="-2022"):  # reduce-only may not add to the short
+            await ex.create_order("BTC/USDT:USDT", "market", "sell", 0.01, None, {"reduceOnly": True})
+
+        flip = await ex.create_order("BTC/USDT:USDT", "market", "buy", 0.03, None, {"clientOrderId": "f-2"})
+        [position] = await ex.fetch_positions(["BTC/USDT:USDT"])
+        assert position["side"] == "long" and position["contracts"] == pytest.approx(0.02)
+        assert position["entryPrice"] == pytest.approx(flip["average"])
+        realized = 0.01 * (short["average"] - flip["average"])
+        fees = 0.0005 * (short["cost"] + flip["cost"])
+        balance = await ex.fetch_balance()
+        # The wallet: realized PnL and fees in. (ccxt's total is the margin balance: the wallet plus the unrealized
+        # PnL, which moves with the market between two requests.)
+        assert float(balance["info"]["totalWalletBalance"]) == pytest.approx(100_000 + realized - fees, abs=1e-6)
+        assert balance["used"]["USDT"] == pytest.approx(0.02 * position["markPrice"] / 10, rel=0.05)  # 10x
+
+        resting = await ex.create_order("BTC/USDT:USDT", "limit", "buy", 0.002, 1000.0, {"clientOrderId": "f-3"})
+        assert [o["clientOrderId"] for o in await ex.fetch_open_orders("BTC/USDT:USDT")] == ["f-3"]
+        assert (await ex.cancel_order(resting["id"], "BTC/USDT:USDT"))["status"] == "canceled"
+        assert len(await ex.fetch_my_trades("BTC/USDT:USDT")) >= 2
+        with pytest.raises(ccxt.ExchangeError, match="-2019"):  # 100 BTC at 10x is far beyond the margin
+            await ex.create_order("BTC/USDT:USDT", "market", "sell", 100.0)
+        closing = await ex.create_order("BTC/USDT:USDT", "market", "sell", 0.02, None, {"reduceOnly": True})
+        assert closing["filled"] == pytest.approx(0.02) and await ex.fetch_positions() == []
+        assert emulator.state.accounts[KEY].balances == {"USDT": 100_000.0, "BTC": 1.0}  # spot untouched
+    finally:
+        await ex.close()
+
+
+@pytest.mark.parametrize(("secret", "api_key"), [("wrong-secret", KEY), (SECRET, "unknown-key")])
+async def test_futures_refuse_wrong_credentials(emulator: EmulatorServer, secret: str, api_key: str) -> None:
+    ex = swap_client(emulator, secret, api_key)
+    try:
+        await ex.load_markets()
+        with pytest.raises(ccxt.AuthenticationError):
+            await ex.create_order("BTC/USDT:USDT", "market", "sell", 0.01)
+        with pytest.raises(ccxt.AuthenticationError):
+            await ex.fetch_balance()
+        assert emulator.futures is not None and emulator.futures.counters["orders"] == 0
+    finally:
+        await ex.close()
+
+
+async def _next_event(ws: Any, kind: str) -> dict[str, Any]:
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        event = frame.get("event", frame)
+        if event.get("e") == kind:
+            return dict(event)
+
+
+async def test_listen_keys_open_user_streams_of_execution_reports_and_order_trade_updates(
+        emulator: EmulatorServer) -> None:
+    def now() -> str:
+        return str(time.time_ns() // 1_000_000)
+
+    base = emulator.base_url
+    async with httpx.AsyncClient() as http:
+        assert (await http.post(f"{base}/api/v3/userDataStream")).json()["code"] == -2014
+        assert (await http.post(f"{base}/api/v3/userDataStream", headers={"X-MBX-APIKEY": "nobody"})).json()[
+            "code"] == -2015
+        header = {"X-MBX-APIKEY": KEY}
+        spot_key = (await http.post(f"{base}/api/v3/userDataStream", headers=header)).json()["listenKey"]
+        assert (await http.post(f"{base}/api/v3/userDataStream", headers=header)).json()["listenKey"] == spot_key
+        assert (await http.put(f"{base}/api/v3/userDataStream?listenKey={spot_key}", headers=header)).json() == {
+            "listenKey": spot_key}
+        async with websockets.connect(f"{emulator.ws_url.removesuffix('/stream/ws')}/ws/{spot_key}") as ws:
+            placed = await http.post(f"{base}/api/v3/order", headers=header, content=signed(
+                {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001",
+                 "newClientOrderId": "ud-1", "timestamp": now()}))
+            assert placed.json()["status"] == "FILLED"
+            new, trade = await _next_event(ws, "executionReport"), await _next_event(ws, "executionReport")
+            assert (new["c"], new["x"], new["X"]) == ("ud-1", "NEW", "NEW")
+            assert (trade["x"], trade["X"], trade["l"], trade["z"]) == ("TRADE", "FILLED", "0.00100000", "0.00100000")
+            assert float(trade["n"]) > 0 and trade["N"] == "USDT" and trade["t"] > 0
+        assert (await http.delete(f"{base}/api/v3/userDataStream?listenKey={spot_key}", headers=header)).json() == {}
+        assert (await http.put(f"{base}/api/v3/userDataStream?listenKey={spot_key}", headers=header)).json()[
+            "code"] == -1125
+
+        fut_key = (await http.post(f"{base}/fapi/v1/listenKey", headers=header)).json()["listenKey"]
+        assert fut_key != spot_key
+        async with websockets.connect(f"ws://127.0.0.1:{emulator.port}/fstream/private/ws?listenKey={fut_key}") as ws:
+            placed = await http.post(f"{base}/fapi/v1/order", headers=header, content=signed(
+                {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.002",
+                 "newClientOrderId": "ud-2", "timestamp": now()}))
+            assert placed.json()["status"] == "FILLED" and placed.json()["positionSide"] == "BOTH"
+            new, trade = await _next_event(ws, "ORDER_TRADE_UPDATE"), await _next_event(ws, "ORDER_TRADE_UPDATE")
+            assert (new["o"]["c"], new["o"]["x"], trade["o"]["x"], trade["o"]["X"]) == ("ud-2", "NEW", "TRADE",
+                                                                                        "FILLED")
+            assert trade["o"]["z"] == "0.00200000" and trade["o"]["ps"] == "BOTH" and float(trade["o"]["n"]) > 0
+        risk = await http.get(f"{base}/fapi/v3/positionRisk?{signed({'timestamp': now()})}", headers=header)
+        btc = next(p for p in risk.json() if p["symbol"] == "BTCUSDT")
+        assert btc["positionAmt"] == "-0.00200000"
+        bad = await http.get(f"{base}/fapi/v2/account?{signed({'timestamp': now()}, 'nope')}", headers=header)
+        assert bad.status_code == 400 and bad.json()["code"] == -1022
+        assert (await http.get(f"{base}/fapi/v9/time")).status_code == 404
+
+
+async def test_the_websocket_api_subscribes_user_data_with_a_signature(emulator: EmulatorServer) -> None:
+    def subscribe(secret: str) -> str:
+        fields = {"apiKey": KEY, "timestamp": str(time.time_ns() // 1_000_000)}
+        payload = "&".join(f"{k}={fields[k]}" for k in sorted(fields))
+        signature = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        return json.dumps({"id": "s1", "method": "userDataStream.subscribe.signature",
+                           "params": {**fields, "signature": signature}})
+
+    async with websockets.connect(emulator.ws_api_url) as ws:
+        await ws.send("not json")
+        assert json.loads(await ws.recv())["status"] == 400
+        await ws.send(subscribe("wrong-secret"))
+        assert json.loads(await ws.recv())["error"]["code"] == -1022
+        await ws.send(subscribe(SECRET))
+        assert json.loads(await ws.recv()) == {"id": "s1", "status": 200, "result": {"subscriptionId": 0}}
+        async with httpx.AsyncClient() as http:
+            await http.post(f"{emulator.rest_url}/order", headers={"X-MBX-APIKEY": KEY}, content=signed(
+                {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "price": "1000",
+                 "quantity": "0.001", "newClientOrderId": "wsapi-1", "timestamp": str(time.time_ns() // 1_000_000)}))
+        event = await _next_event(ws, "executionReport")
+        assert (event["c"], event["x"], event["X"], event["p"]) == ("wsapi-1", "NEW", "NEW", "1000.00000000")
+
+
 def _order(cid: str, **kw: Any) -> FinalizedOrder:
     fields: dict[str, Any] = {"client_order_id": cid, "symbol": "BTC-USDT", "side": "buy", "order_type": "limit",
                               "quantity": 0.002, "limit_price": 1000.0, "time_in_force": "gtc",
@@ -306,6 +459,41 @@ def test_fuzz_public_requests_always_get_a_binance_reply(path: str, params: dict
     json.dumps(body)
 
 
+_FUTURES = FuturesState(accounts={KEY: Account(SECRET, {"USDT": 1000.0})})
+_FUTURES.step_market()
+
+
+@given(method=st.sampled_from(["GET", "POST", "DELETE", "PUT"]),
+       path=st.sampled_from(["order", "openOrders", "allOrders", "account", "balance", "positionRisk", "userTrades",
+                             "leverageBracket", "listenKey"]) | _text,
+       params=st.dictionaries(st.sampled_from(["reduceOnly", "positionSide", "listenKey"]) | _text,
+                              _param_values, max_size=3) | _params, api_key=st.none() | st.just(KEY) | _text,
+       sign_it=st.booleans())
+def test_fuzz_futures_requests_always_get_a_binance_reply(method: str, path: str, params: dict[str, str],
+                                                          api_key: str | None, sign_it: bool) -> None:
+    payload = urlencode(params)
+    signature = hmac.new(SECRET.encode(), payload.encode(), hashlib.sha256).hexdigest() if sign_it else "0" * 64
+    for status, body in (_FUTURES.private(method, path, params, api_key, payload, signature),
+                         _FUTURES.user_data_stream(method, api_key, params), _FUTURES.public(path, params)):
+        assert status in (200, 400, 401, 404, 405, 429)
+        json.dumps(body)
+        if status != 200:
+            assert isinstance(body["code"], int) and body["code"] < 0 and body["msg"]
+    for (_, symbol), position in _FUTURES.positions.items():
+        assert symbol in _FUTURES.specs and math.isfinite(position.qty) and math.isfinite(position.entry)
+
+
+@given(frame=st.one_of(st.text(max_size=100), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.sampled_from(["id", "method", "params", "apiKey",
+                                                                          "signature", "timestamp"]) | st.text(
+        max_size=8), c, max_size=4), max_leaves=10).map(json.dumps)))
+def test_fuzz_websocket_api_requests_get_an_answer(frame: str) -> None:
+    reply = StreamHub(_STATE).ws_api_command(_Connection(ws_api=True), frame)
+    assert reply["status"] == 200 or reply["error"]["code"] < 0
+    json.dumps(reply)
+
+
 @given(query=st.text(max_size=80), body=st.text(max_size=80))
 def test_fuzz_signed_payload_never_raises_and_strips_the_signature(query: str, body: str) -> None:
     payload, signature = signed_payload(query, body)
@@ -340,11 +528,17 @@ def test_the_cli_runs_the_emulator_in_the_foreground_until_interrupted(tmp_path:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(4)]
+        lines = [proc.stdout.readline()]
+        while not lines[-1].startswith("Ctrl-C") and lines[-1]:
+            lines.append(proc.stdout.readline())
         rest = lines[1].split()[-1]
         assert lines[0].startswith("venue emulator") and rest.startswith("http://127.0.0.1:")
-        banner = "".join(lines) + "".join(proc.stdout.readline() for _ in range(10))
-        assert 'symbols = ["SOL-USDT"]' in banner and f'public = "{rest}"' in banner and "cli-secret" not in banner
+        assert "cli-secret" not in "".join(lines)
+        # The config snippet it prints is TOML that points ccxt at it, spot and perpetuals.
+        snippet = "".join(line[2:] for line in lines if line.startswith("  ") and "=" in line)
+        exchange = tomllib.loads("[exchange]\n" + snippet)["exchange"]
+        assert exchange["symbols"] == ["SOL-USDT"] and exchange["account"] == "emulator"
+        assert exchange["urls"]["public"] == rest and exchange["urls"]["fapiPublic"].endswith("/fapi/v1")
         with httpx.Client(base_url=rest) as http:
             assert [s["symbol"] for s in http.get("/exchangeInfo").json()["symbols"]] == ["SOLUSDT"]
             now = str(time.time_ns() // 1_000_000)

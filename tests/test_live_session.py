@@ -4,28 +4,36 @@ credentials from a real Vault file; real ccxt, real strategies (wasm), real SQLi
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import running_emulator, wait_for
 
 from allele.kernel.domain import FinalizedOrder, OrderUpdate
 from allele.kernel.emulator.server import EmulatorServer
-from allele.kernel.emulator.state import Account, EmulatorState
 from allele.kernel.engine.config import EngineConfig, OrganismSpec
+from allele.kernel.engine.firehose import read_recording
 from allele.kernel.engine.live import open_live_session
-from allele.kernel.engine.session import SessionError
+from allele.kernel.engine.session import (
+    RecordedVenue,
+    SessionError,
+    historical_dir,
+    open_replay_session,
+    read_header,
+)
 from allele.kernel.exchange.ccxt_adapter import CcxtExchange
 from allele.kernel.exchange.settings import ExchangeSettings
 from allele.kernel.exchange.venue import CcxtVenue, IoLoop, LiveSource
+from allele.kernel.ledger import Ledger
 from allele.vault import ScryptParams, Vault
 from allele.vault.signing import MemorySigner
 
@@ -35,11 +43,8 @@ PASSPHRASE = "correct horse battery staple"
 
 @pytest.fixture
 def emulator() -> Iterator[EmulatorServer]:
-    state = EmulatorState(accounts={KEY: Account(SECRET, {"USDT": 10_000.0, "ETH": 10.0, "BTC": 1.0})})
-    server = EmulatorServer(state, tick_s=0.02)
-    server.start()
-    yield server
-    server.stop()
+    with running_emulator({KEY: (SECRET, {"USDT": 10_000.0, "ETH": 10.0, "BTC": 1.0})}, tick_s=0.02) as server:
+        yield server
 
 
 def settings(server: EmulatorServer, **kw: Any) -> ExchangeSettings:
@@ -82,7 +87,8 @@ def test_the_venue_port_sends_at_once_and_reports_on_advance(emulator: EmulatorS
         assert [u.status for u in got if u.client_order_id == "v-1"] == ["accepted", "filled"]
         assert [u.status for u in got if u.client_order_id == "v-2"] == ["accepted"]
         venue.amend("v-2", now, limit_price=101.0)
-        assert [(u.status, "the order stands" in u.reason) for u in venue.advance(now)] == [("rejected", True)]
+        amended = wait_for("the amend's answer", lambda: venue.advance(now), timeout=15)
+        assert [(u.status, u.reason) for u in amended] == [("accepted", "amended: priority lost")]
         venue.cancel("v-2", now)
         drained = venue.drain()
         assert [(u.client_order_id, u.status) for u in drained if isinstance(u, OrderUpdate)] == [("v-2",
@@ -93,6 +99,81 @@ def test_the_venue_port_sends_at_once_and_reports_on_advance(emulator: EmulatorS
         venue.close()
         io.run(exchange.close())
         io.stop()
+
+
+@contextmanager
+def venue_port(server: EmulatorServer) -> Iterator[tuple[CcxtExchange, CcxtVenue]]:
+    """The `Venue` port over real ccxt, pointed at `server`, for the block."""
+    io = IoLoop()
+    exchange = CcxtExchange(settings(server), MemorySigner({"main": (KEY, SECRET.encode())}))
+    io.run(exchange.open())
+    venue = CcxtVenue(exchange, io)
+    try:
+        yield exchange, venue
+    finally:
+        venue.close()
+        io.run(exchange.close())
+        io.stop()
+
+
+def answers(venue: CcxtVenue, cid: str, until: Callable[[list[OrderUpdate]], bool]) -> list[OrderUpdate]:
+    """`cid`'s updates from `advance` until `until` holds for them."""
+    got: list[OrderUpdate] = []
+
+    def more() -> bool:
+        got.extend(u for u in venue.advance(time.time_ns()) if isinstance(u, OrderUpdate) and u.client_order_id == cid)
+        return until(got)
+
+    wait_for(f"updates of {cid}", more, timeout=15, interval=0.02)
+    return got
+
+
+def test_an_amend_is_a_cancel_replace_under_the_same_client_order_id(emulator: EmulatorServer) -> None:
+    state = emulator.state
+
+    def venue_orders(cid: str) -> list[tuple[int, str, float, float]]:
+        rows: list[tuple[int, str, float, float]] = emulator.call(
+            lambda: [(o.order_id, o.status, o.price, o.orig_qty) for o in state.orders.values()
+                     if o.client_order_id == cid])
+        return rows
+
+    with venue_port(emulator) as (exchange, venue):
+        now = time.time_ns()
+        venue.submit(FinalizedOrder("a-1", "ETH-USDT", "sell", "limit", 0.01, 9000.0, "gtc", now, 0), now)
+        first = answers(venue, "a-1", lambda got: bool(got))
+        assert [u.status for u in first] == ["accepted"]
+        old_id = first[0].venue_order_id
+
+        # A bigger size at the same price: the venue cancels and replaces; our id now names the new order.
+        venue.amend("a-1", now, quantity=0.02)
+        [update] = answers(venue, "a-1", lambda got: bool(got))
+        assert (update.status, update.reason) == ("accepted", "amended: priority lost")
+        assert update.venue_order_id != old_id == str(venue_orders("a-1")[0][0])
+        assert [(s, p, q) for _, s, p, q in venue_orders("a-1")] == [("CANCELED", 9000.0, 0.01), ("NEW", 9000.0, 0.02)]
+        assert exchange.orders.venue_order_id("a-1") == update.venue_order_id
+
+        # A price through the bid: the replacement trades at once; its fill is reported for our order.
+        venue.amend("a-1", now, limit_price=100.0)
+        done = answers(venue, "a-1", lambda got: any(u.status == "filled" for u in got))
+        assert [u.status for u in done] == ["accepted", "filled"]
+        assert done[1].fill_quantity == 0.02 and done[1].fill_price > 100.0
+        venue_fills = emulator.call(lambda: [t for t in state.my_trades[KEY]])
+        assert sum(float(t["qty"]) for t in venue_fills) == pytest.approx(0.02)
+
+        # A closed order cannot be amended.
+        venue.amend("a-1", now, limit_price=9000.0)
+        [refused] = answers(venue, "a-1", lambda got: bool(got))
+        assert refused.status == "rejected" and "unknown or closed order" in refused.reason
+
+        # A post-only order amended to a crossing price: the venue cancels it and refuses the replacement.
+        venue.submit(FinalizedOrder("a-2", "ETH-USDT", "buy", "limit", 0.01, 100.0, "post-only", now, 0), now)
+        answers(venue, "a-2", lambda got: bool(got))
+        venue.amend("a-2", now, limit_price=9000.0)
+        [ended] = answers(venue, "a-2", lambda got: bool(got))
+        assert ended.status == "cancelled" and "amend: refused by binance" in ended.reason
+        assert "the venue had cancelled the order" in ended.reason
+        assert [s for _, s, _, _ in venue_orders("a-2")] == ["CANCELED"]
+        assert venue.drain() == [] and exchange.private_clients_open == 0
 
 
 async def test_a_live_session_trades_through_the_engine_with_vault_credentials(
@@ -108,6 +189,8 @@ async def test_a_live_session_trades_through_the_engine_with_vault_credentials(
         counters = session.engine.counters
         assert counters.events == 300 and counters.orders > 0 and counters.fills > 0, counters
         assert session.errors == []
+        # Our orders' updates came over the venue's user data stream (the poller is only the safety net).
+        assert session.venue.exchange.counters["user_stream_updates"] > 0
         ledger = session.engine.ledger
         fills = await ledger.fills()
         state = emulator.state
@@ -134,20 +217,108 @@ async def test_a_live_session_trades_through_the_engine_with_vault_credentials(
         await session.close()
 
 
-async def test_wrong_credentials_in_a_session_reject_orders_with_a_clear_reason(
+def test_an_amend_counts_the_fills_before_it_and_reports_the_replacements_on_top() -> None:
+    accounts = {KEY: (SECRET, {"USDT": 10_000.0, "ETH": 10.0}), "other": ("other-secret", {"USDT": 10_000.0})}
+
+    def other_buys(server: EmulatorServer, quantity: str) -> None:
+        server.call(lambda: server.state.new_order("other", {"symbol": "ETHUSDT", "side": "BUY", "type": "LIMIT",
+                                                             "timeInForce": "GTC", "quantity": quantity,
+                                                             "price": "3100"}))
+
+    # A still market: our order trades only with the other account's.
+    with running_emulator(accounts, tick_s=0) as server, venue_port(server) as (exchange, venue):
+        now = time.time_ns()
+        venue.submit(FinalizedOrder("p-1", "ETH-USDT", "sell", "limit", 0.004, 3100.0, "gtc", now, 0), now)
+        answers(venue, "p-1", lambda got: bool(got))
+        # Filled in part before the amend reaches the venue; the engine asked for 0.003 open, not knowing it.
+        venue.close()  # no poller: the amend is the first to read the fill
+        other_buys(server, "0.002")
+        venue.amend("p-1", now, quantity=0.003)
+        got = answers(venue, "p-1", lambda got: any(u.status == "accepted" for u in got))
+        assert [(u.status, u.fill_quantity, u.reason) for u in got] == [
+            ("partially-filled", 0.002, "fill"), ("accepted", 0.0, "amended: priority lost")]
+        replacement = server.call(lambda: [o for o in server.state.orders.values() if o.client_order_id == "p-1"][-1])
+        assert (replacement.status, replacement.orig_qty) == ("NEW", 0.001)  # 0.003 intended, 0.002 filled since
+        other_buys(server, "0.001")
+        [last] = [u for u in venue.drain() if isinstance(u, OrderUpdate)]
+        assert (last.status, last.fill_quantity, last.fill_price) == ("filled", 0.001, 3100.0)
+        assert exchange.orders.closed("p-1") and exchange.orders.venue_order_id("p-1") == str(replacement.order_id)
+
+
+async def ledger_rows(ledger: Ledger) -> dict[str, list[tuple[Any, ...]]]:
+    """What a session decided and what came of it, without the wall-clock columns."""
+    return {"orders": [(o.client_order_id, o.organism, o.symbol, o.side, o.order_type, o.quantity, o.limit_price,
+                        o.time_in_force, o.ts_ns, o.deadline_ns, o.status, o.filled_quantity, o.venue_order_id)
+                       for o in await ledger.orders()],
+            "fills": [(f.client_order_id, f.quantity, f.price, f.fee, f.fee_currency, f.ts_ns)
+                      for f in await ledger.fills()],
+            "decisions": [tuple(d.values()) for d in await ledger.risk_decisions()],
+            "positions": [(p.organism, p.symbol, p.quantity) for p in await ledger.positions()]}
+
+
+async def test_a_live_session_records_a_firehose_that_replays_to_the_same_ledger(
+        emulator: EmulatorServer, built: Any, make_host: Any, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    session = await open_live_session(home, credentials=MemorySigner({"main": (KEY, SECRET.encode())}),
+                                      settings=settings(emulator), organisms=ORGANISMS, host=make_host(),
+                                      session="rec", max_events=200)
+    try:
+        await session.run()
+        live = await ledger_rows(session.engine.ledger)
+    finally:
+        await session.close()
+    assert session.engine.counters.orders > 0 and session.engine.counters.fills > 0, session.engine.counters
+    recording = historical_dir(home) / "al-rec"
+    header = read_header(recording)
+    assert header["venue"]["kind"] == "recorded" and header["batch_events"] == 1
+    assert header["venue"]["instruments"][0]["symbol"] == "ETH-USDT"
+    kinds = [r["k"] for r in read_recording(recording)]
+    assert kinds.count("event") == 200 and kinds.count("update") >= 2 * session.engine.counters.fills
+
+    replay = await open_replay_session(home, recording, tmp_path / "replay.db", host=make_host())
+    try:
+        await replay.run()
+        replayed = await ledger_rows(replay.engine.ledger)
+        assert isinstance(replay.engine.venue, RecordedVenue)
+        submitted = [cid for request, cid in replay.engine.venue.requests if request == "submit"]
+        assert submitted == [row[0] for row in live["orders"]]
+    finally:
+        await replay.close()
+    assert replayed == live
+    assert replay.engine.counters.events == 200 and replay.engine.counters.fills == session.engine.counters.fills
+
+
+async def test_wrong_credentials_stop_a_live_session_before_it_trades(
         emulator: EmulatorServer, built: Any, make_host: Any, tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     wrong = "wrong-secret-0000-1111"
-    session = await open_live_session(home, credentials=vault_with(tmp_path, wrong), settings=settings(emulator),
+    with pytest.raises(SessionError) as refused:
+        await open_live_session(home, credentials=vault_with(tmp_path, wrong), settings=settings(emulator),
+                                organisms=ORGANISMS, host=make_host(), max_events=150)
+    message = str(refused.value)
+    assert message.startswith("no trading before the ledger's open orders are reconciled with the venue")
+    assert "account 'main'" in message and f"binance at {emulator.rest_url}" in message
+    assert "Check the API key and secret" in message and wrong not in message
+    assert emulator.state.counters["orders"] == 0 and emulator.state.counters["rejected_auth"] > 0
+
+
+async def test_credentials_refused_mid_session_reject_orders_with_a_clear_reason(
+        emulator: EmulatorServer, built: Any, make_host: Any, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    session = await open_live_session(home, credentials=vault_with(tmp_path, SECRET), settings=settings(emulator),
                                       organisms=ORGANISMS, host=make_host(), max_events=150)
+    rotated = "rotated-on-the-venue-0000"
+    emulator.call(lambda: setattr(emulator.state.accounts[KEY], "secret", rotated))  # the venue revoked the key
     try:
         await session.run()
         assert session.engine.counters.orders > 0 and session.engine.counters.fills == 0
         assert session.errors, "the failed executions are reported to the session"
         message = str(session.errors[0])
         assert "account 'main'" in message and f"binance at {emulator.rest_url}" in message
-        assert "Check the API key and secret" in message and wrong not in message
+        assert "Check the API key and secret" in message and SECRET not in message and rotated not in message
         orders = await session.engine.ledger.orders()
         assert orders and {o.status for o in orders} == {"rejected"}
         events = await session.engine.ledger.order_events(orders[0].client_order_id)
@@ -177,12 +348,10 @@ async def test_an_unreachable_venue_is_a_session_error(tmp_path: Path) -> None:
 
 async def test_a_quiet_market_leaves_the_engine_loop_free_to_stop(built: Any, make_host: Any,
                                                                    tmp_path: Path) -> None:
-    state = EmulatorState(accounts={KEY: Account(SECRET, {"USDT": 1000.0})})
-    server = EmulatorServer(state, tick_s=0)  # a market that never moves: no event will ever arrive
-    server.start()
     home = tmp_path / "home"
     home.mkdir()
-    try:
+    # a market that never moves: no event will ever arrive
+    with running_emulator({KEY: (SECRET, {"USDT": 1000.0})}, tick_s=0) as server:
         session = await open_live_session(home, credentials=MemorySigner({"main": (KEY, SECRET.encode())}),
                                           settings=settings(server), organisms=ORGANISMS, host=make_host(),
                                           idle_timeout_s=3600)
@@ -201,14 +370,6 @@ async def test_a_quiet_market_leaves_the_engine_loop_free_to_stop(built: Any, ma
         finally:
             await session.close()
         assert ticks == 5 and session.engine.counters.events == 0
-    finally:
-        server.stop()
-
-
-def _toml_inline(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_inline(v)}" for k, v in value.items()) + " }"
-    return json.dumps(value)  # strings and numbers: JSON's forms are TOML's
 
 
 def test_allele_start_trades_live_on_the_emulator_with_the_vault(emulator: EmulatorServer, built: Any,
@@ -221,7 +382,7 @@ def test_allele_start_trades_live_on_the_emulator_with_the_vault(emulator: Emula
     (home / "config.toml").write_text(
         '[engine]\nmode = "live"\n\n[api]\nenabled = false\n\n'
         f'[exchange]\nid = "binance"\naccount = "main"\nsymbols = ["ETH-USDT"]\npoll_s = 0.1\n'
-        f'urls = {_toml_inline(emulator.ccxt_urls())}\n\n'
+        f'urls = {emulator.ccxt_urls_toml()}\n\n'
         '[[organisms]]\nid = "sma"\nstrategy = "sma_cross"\nparams = { fast = 2, slow = 3 }\n'
         'symbols = ["ETH-USDT"]\nallocation = 40.0\n')
     env = {**os.environ, "ALLELE_HOME": str(home), "ALLELE_VAULT_PASSPHRASE": PASSPHRASE}

@@ -7,14 +7,24 @@
     server.stop()
 
 REST: GET /api/v3/{ping,time,exchangeInfo,depth,trades,aggTrades,ticker/24hr,ticker/bookTicker,ticker/price} without
-a key; GET/POST/DELETE /api/v3/order, GET /api/v3/{openOrders,allOrders,account,myTrades} signed (see
-`allele.kernel.emulator.state` for the checks and error codes).
+a key; GET/POST/DELETE /api/v3/order, POST /api/v3/order/cancelReplace, GET
+/api/v3/{openOrders,allOrders,account,myTrades} signed (see `allele.kernel.emulator.state`
+for the checks and error codes).
 
 WebSocket (`/ws`, `/ws/<n>`, `/stream/ws/<n>`): Binance's raw-stream protocol. A client sends
 `{"method": "SUBSCRIBE", "params": ["btcusdt@trade", ...], "id": 1}` and gets `{"result": null, "id": 1}`,
 then every frame of those streams; UNSUBSCRIBE and LIST_SUBSCRIPTIONS work the same way. A frame that is
 not such a request is answered with `{"error": {"code": 2|3, "msg": ...}, "id": ...}` and the connection
 stays open. A client that cannot keep up (more than `QUEUE_LIMIT` frames waiting) is disconnected.
+
+User data: POST/PUT/DELETE /api/v3/userDataStream (API key header, no signature) opens, extends and closes a
+listenKey; `/ws/<listenKey>` then streams that account's `executionReport`s. ccxt.pro subscribes over the
+WebSocket API instead (`/ws-api/v3`, `userDataStream.subscribe.signature`, HMAC-signed like REST), and gets the
+same events as `{"subscriptionId": 0, "event": {...}}`.
+
+Perpetuals (`futures`, on by default: `allele.kernel.emulator.futures`): /fapi/v1, v2, v3 REST, the listenKey
+at /fapi/v1/listenKey, market streams at `/fstream/{public,market}/ws/<n>` and `ORDER_TRADE_UPDATE` user data at
+`/fstream/private/ws?listenKey=<key>` (ccxt.pro's `urls['api']['ws']['linear']` is `<base>/fstream/ws`).
 """
 
 from __future__ import annotations
@@ -34,12 +44,15 @@ import uvicorn
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
-from .state import JSON, ApiError, EmulatorState, signed_payload, stream_names
+from .futures import FuturesState
+from .state import JSON, USER_STREAM, ApiError, EmulatorState, signed_payload, stream_names
 
 log = logging.getLogger("allele.emulator")
 
 QUEUE_LIMIT = 10_000
 PRIVATE_GET = frozenset({"order", "openOrders", "allOrders", "account", "myTrades"})
+FAPI_PRIVATE_GET = frozenset({"order", "openOrder", "openOrders", "allOrders", "account", "balance", "positionRisk",
+                              "leverageBracket", "userTrades"})
 LOCALHOST = "127.0.0.1"
 T = TypeVar("T")
 
@@ -48,6 +61,8 @@ T = TypeVar("T")
 class _Connection:
     queue: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     streams: set[str] = field(default_factory=set)
+    ws_api: bool = False
+    """A WebSocket API connection: user data arrives as `{"subscriptionId": 0, "event": ...}`."""
 
 
 class StreamHub:
@@ -63,6 +78,9 @@ class StreamHub:
         text: str | None = None
         for conn in list(self.connections):
             if stream in conn.streams:
+                if conn.ws_api:
+                    self._put(conn, json.dumps({"subscriptionId": 0, "event": frame}, separators=(",", ":")))
+                    continue
                 text = text or json.dumps(frame, separators=(",", ":"))
                 self._put(conn, text)
 
@@ -70,6 +88,13 @@ class StreamHub:
         """Send `text` as it is to every connection (a test's way to inject a garbled frame)."""
         for conn in list(self.connections):
             self._put(conn, text)
+
+    def drop_connections(self) -> None:
+        """Close every client's connection (a test's way to cut a stream off, as a venue's restart would)."""
+        for conn in list(self.connections):
+            self.connections.discard(conn)
+            with contextlib.suppress(asyncio.QueueFull):
+                conn.queue.put_nowait(None)
 
     def _put(self, conn: _Connection, text: str) -> None:
         try:
@@ -116,9 +141,46 @@ class StreamHub:
             conn.streams.difference_update(params)
         return {"result": None, "id": rid}
 
-    async def serve(self, websocket: WebSocket) -> None:
+    def ws_api_command(self, conn: _Connection, text: str) -> JSON:
+        """The reply to one WebSocket API request: `userDataStream.subscribe.signature` (what ccxt.pro's binance
+        uses for spot user data; params apiKey, timestamp, recvWindow, signature over the sorted others),
+        `userDataStream.unsubscribe`, `ping`; anything else is an error reply and the connection stays open."""
+        try:
+            request = json.loads(text)
+        except ValueError:
+            self.bad_requests += 1
+            return {"id": None, "status": 400, "error": {"code": -1102, "msg": "the request is not JSON"}}
+        if not isinstance(request, dict) or not isinstance(request.get("params", {}), dict):
+            self.bad_requests += 1
+            return {"id": None, "status": 400, "error": {"code": -1102, "msg": "the request is not a JSON object "
+                                                                                "with object params"}}
+        rid, method, params = request.get("id"), request.get("method"), request.get("params", {})
+        if method == "ping":
+            return {"id": rid, "status": 200, "result": {}}
+        if method == "userDataStream.unsubscribe":
+            conn.streams = {s for s in conn.streams if not s.startswith(USER_STREAM)}
+            return {"id": rid, "status": 200, "result": {}}
+        if method != "userDataStream.subscribe.signature":
+            self.bad_requests += 1
+            return {"id": rid, "status": 400, "error": {"code": -1000, "msg": f"unknown method {str(method)[:40]!r} "
+                                                        "(the emulator's WebSocket API serves userDataStream only)"}}
+        fields = {str(k): str(v) for k, v in params.items()}
+        signature = fields.pop("signature", None)
+        payload = "&".join(f"{k}={fields[k]}" for k in sorted(fields))
+        try:
+            api_key = self.state.authenticate(fields.get("apiKey"), payload, signature, fields)
+        except ApiError as exc:
+            return {"id": rid, "status": exc.http, "error": {"code": exc.code, "msg": exc.msg}}
+        conn.streams.add(f"{USER_STREAM}{api_key}")
+        return {"id": rid, "status": 200, "result": {"subscriptionId": 0}}
+
+    async def serve(self, websocket: WebSocket, *, user: str | None = None, ws_api: bool = False) -> None:
+        """One client until it leaves: `user` (an API key) subscribes it to that account's user data (a
+        listenKey URL); `ws_api` makes it a WebSocket API connection (`ws_api_command` answers its frames)."""
         await websocket.accept()
-        conn = _Connection()
+        conn = _Connection(ws_api=ws_api)
+        if user is not None:
+            conn.streams.add(f"{USER_STREAM}{user}")
         self.connections.add(conn)
 
         async def sender() -> None:
@@ -138,7 +200,8 @@ class StreamHub:
                 text = message.get("text")
                 if text is None:  # a binary frame: answered like any other garbage
                     text = (message.get("bytes") or b"").decode("utf-8", errors="replace")
-                self._put(conn, json.dumps(self.command(conn, text), separators=(",", ":")))
+                reply = self.ws_api_command(conn, text) if ws_api else self.command(conn, text)
+                self._put(conn, json.dumps(reply, separators=(",", ":")))
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
@@ -156,19 +219,25 @@ def _params(query: str, body: str) -> dict[str, str]:
     return params
 
 
-def create_app(state: EmulatorState, *, tick_s: float = 0.25) -> FastAPI:
-    """The FastAPI app: REST under /api/v3, WebSocket streams, and a market task stepping every `tick_s`."""
+def create_app(state: EmulatorState, *, tick_s: float = 0.25, futures: FuturesState | None = None) -> FastAPI:
+    """The FastAPI app: REST under /api/v3 (and /fapi/v1..v3 with `futures`), WebSocket streams, the WebSocket
+    API's user data, and a market task stepping every `tick_s`."""
     hub = StreamHub(state)
     state.listeners.append(hub.publish)
+    futures_hub = StreamHub(futures) if futures is not None else None
+    if futures is not None and futures_hub is not None:
+        futures.listeners.append(futures_hub.publish)
+    venues: list[EmulatorState] = [state] if futures is None else [state, futures]
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async def market() -> None:
             while True:
-                try:
-                    state.step_market()
-                except Exception:  # the venue keeps running; the failure is in its log
-                    log.exception("emulator: the synthetic market failed to step")
+                for venue in venues:
+                    try:
+                        venue.step_market()
+                    except Exception:  # the venue keeps running; the failure is in its log
+                        log.exception("emulator: the synthetic market failed to step")
                 await asyncio.sleep(tick_s)
 
         task = asyncio.create_task(market()) if tick_s > 0 else None
@@ -180,6 +249,7 @@ def create_app(state: EmulatorState, *, tick_s: float = 0.25) -> FastAPI:
 
     app = FastAPI(title="Allele venue emulator (Binance spot subset)", lifespan=lifespan)
     app.state.hub = hub
+    app.state.futures_hub = futures_hub
     app.state.emulator = state
 
     def reply(result: tuple[int, Any]) -> JSONResponse:
@@ -187,30 +257,41 @@ def create_app(state: EmulatorState, *, tick_s: float = 0.25) -> FastAPI:
         headers = {"Retry-After": "60"} if status == 429 else None
         return JSONResponse(body, status_code=status, headers=headers)
 
-    async def private(request: Request, path: str) -> JSONResponse:
+    async def private(request: Request, path: str, venue: EmulatorState = state) -> JSONResponse:
         query = request.url.query
         body = (await request.body()).decode("utf-8", errors="replace")
+        if path in ("userDataStream", "listenKey"):
+            return reply(venue.user_data_stream(request.method, request.headers.get("X-MBX-APIKEY"),
+                                                _params(query, body)))
         payload, signature = signed_payload(query, body)
-        return reply(state.private(request.method, path, _params(query, body),
+        return reply(venue.private(request.method, path, _params(query, body),
                                    request.headers.get("X-MBX-APIKEY"), payload, signature))
+
+    async def public(request: Request, path: str, venue: EmulatorState) -> JSONResponse:
+        try:
+            venue.charge(request.client.host if request.client else "unknown", 1)
+        except ApiError as exc:
+            return reply(exc.reply())
+        return reply(venue.public(path, _params(request.url.query, "")))
 
     @app.get("/api/v3/{path:path}")
     async def get(request: Request, path: str) -> JSONResponse:
         if path in PRIVATE_GET:
             return await private(request, path)
-        try:
-            state.charge(request.client.host if request.client else "unknown", 1)
-        except ApiError as exc:
-            return reply(exc.reply())
-        return reply(state.public(path, _params(request.url.query, "")))
+        return await public(request, path, state)
 
-    @app.post("/api/v3/{path:path}")
-    async def post(request: Request, path: str) -> JSONResponse:
+    @app.api_route("/api/v3/{path:path}", methods=["POST", "PUT", "DELETE"])
+    async def write(request: Request, path: str) -> JSONResponse:
         return await private(request, path)
 
-    @app.delete("/api/v3/{path:path}")
-    async def delete(request: Request, path: str) -> JSONResponse:
-        return await private(request, path)
+    @app.api_route("/fapi/{version}/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
+    async def fapi(request: Request, version: str, path: str) -> JSONResponse:
+        if futures is None or version not in ("v1", "v2", "v3"):
+            return reply((404, {"code": -1000, "msg": f"unknown endpoint /fapi/{version}/{path} (this emulator "
+                                                      "serves /fapi/v1, v2 and v3 only when futures are on)"}))
+        if request.method == "GET" and path not in FAPI_PRIVATE_GET:
+            return await public(request, path, futures)
+        return await private(request, path, futures)
 
     @app.websocket("/ws")
     async def ws_root(websocket: WebSocket) -> None:
@@ -218,7 +299,24 @@ def create_app(state: EmulatorState, *, tick_s: float = 0.25) -> FastAPI:
 
     @app.websocket("/ws/{stream_id}")
     async def ws_numbered(websocket: WebSocket, stream_id: str) -> None:
-        await hub.serve(websocket)
+        # Binance spot: wss://.../ws/<listenKey> is that account's user data stream.
+        await hub.serve(websocket, user=state.listen_key_owner(stream_id))
+
+    @app.websocket("/ws-api/v3")
+    async def ws_api(websocket: WebSocket) -> None:
+        await hub.serve(websocket, ws_api=True)
+
+    if futures is not None and futures_hub is not None:
+        # ccxt.pro puts linear streams under <base>/{public,market,private}/ws[/<n>]; the private one carries
+        # the user data of `?listenKey=`.
+        @app.websocket("/fstream/{category}/ws")
+        async def fws_root(websocket: WebSocket, category: str) -> None:
+            key = websocket.query_params.get("listenKey")
+            await futures_hub.serve(websocket, user=futures.listen_key_owner(key) if key else None)
+
+        @app.websocket("/fstream/{category}/ws/{stream_id}")
+        async def fws_numbered(websocket: WebSocket, category: str, stream_id: str) -> None:
+            await futures_hub.serve(websocket, user=futures.listen_key_owner(stream_id))
 
     @app.websocket("/stream/ws/{stream_id}")
     async def ws_stream(websocket: WebSocket, stream_id: str) -> None:
@@ -228,13 +326,25 @@ def create_app(state: EmulatorState, *, tick_s: float = 0.25) -> FastAPI:
     return app
 
 
+def _toml_inline(value: object) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f'"{k}" = {_toml_inline(v)}' for k, v in value.items()) + " }"
+    return json.dumps(value)  # a string: JSON's form is TOML's
+
+
 class EmulatorServer:
     """The emulator app under uvicorn on 127.0.0.1: in a background thread (`start`) or the foreground (`serve`)."""
 
-    def __init__(self, state: EmulatorState, *, port: int = 0, tick_s: float = 0.25) -> None:
+    def __init__(self, state: EmulatorState, *, port: int = 0, tick_s: float = 0.25,
+                 futures: FuturesState | None = None) -> None:
+        """`futures` is the USD-M perpetuals venue beside the spot one; by default one for the spot venue's API
+        keys and USDT-quoted symbols (`FuturesState.beside`), each futures wallet funded with the account's
+        spot USDT."""
         self.state = state
-        self.app = create_app(state, tick_s=tick_s)
+        self.futures = futures if futures is not None else FuturesState.beside(state)
+        self.app = create_app(state, tick_s=tick_s, futures=self.futures)
         self.hub: StreamHub = self.app.state.hub
+        self.futures_hub: StreamHub | None = self.app.state.futures_hub
         # Bound to the loopback address only: the emulator accepts any order from anyone who can reach it.
         self._config = uvicorn.Config(self.app, host=LOCALHOST, port=port, log_level="warning", log_config=None,
                                       ws="websockets-sansio", lifespan="on")
@@ -255,10 +365,25 @@ class EmulatorServer:
     def ws_url(self) -> str:
         return f"ws://{LOCALHOST}:{self.port}/stream/ws"
 
+    @property
+    def ws_api_url(self) -> str:
+        return f"ws://{LOCALHOST}:{self.port}/ws-api/v3"
+
+    @property
+    def futures_ws_url(self) -> str:
+        return f"ws://{LOCALHOST}:{self.port}/fstream/ws"
+
     def ccxt_urls(self) -> dict[str, Any]:
-        """The `urls['api']` entries that point ccxt's `binance` (and ccxt.pro's) at this emulator."""
-        return {"public": self.rest_url, "private": self.rest_url, "v1": f"{self.base_url}/api/v1",
-                "ws": {"spot": self.ws_url}}
+        """The `urls['api']` entries that point ccxt's `binance` (and ccxt.pro's) at this emulator: spot, and the
+        USD-M futures used with `defaultType` "swap"."""
+        fapi = {f"fapi{kind}{suffix}": f"{self.base_url}/fapi/{version}" for kind in ("Public", "Private")
+                for suffix, version in (("", "v1"), ("V2", "v2"), ("V3", "v3"))}
+        return {"public": self.rest_url, "private": self.rest_url, "v1": f"{self.base_url}/api/v1", **fapi,
+                "ws": {"spot": self.ws_url, "linear": self.futures_ws_url, "ws-api": {"spot": self.ws_api_url}}}
+
+    def ccxt_urls_toml(self) -> str:
+        """`ccxt_urls()` as a TOML inline table: the `urls` value of config.toml's `[exchange]`."""
+        return _toml_inline(self.ccxt_urls())
 
     async def serve(self) -> None:
         """Run in the current loop until stopped (`allele venue emulator`)."""

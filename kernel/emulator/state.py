@@ -35,6 +35,7 @@ import hashlib
 import hmac
 import itertools
 import re
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -58,6 +59,9 @@ _STATUS = {"accepted": "NEW", "partially-filled": "PARTIALLY_FILLED", "filled": 
            "rejected": "REJECTED", "expired": "EXPIRED"}
 _OPEN = frozenset({"NEW", "PARTIALLY_FILLED"})
 MAX_RECV_WINDOW_MS = 60_000
+USER_STREAM = "user:"
+"""Stream-name prefix of an account's user data: `user:<API key>` carries its order events."""
+LISTEN_KEY_TTL_MS = 60 * 60 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,17 +131,28 @@ class OrderRecord:
 class ApiError(Exception):
     """A Binance-style error reply: HTTP status, code, message."""
 
-    def __init__(self, http: int, code: int, msg: str) -> None:
+    def __init__(self, http: int, code: int, msg: str, data: JSON | None = None) -> None:
         super().__init__(msg)
-        self.http, self.code, self.msg = http, code, msg
+        self.http, self.code, self.msg, self.data = http, code, msg, data
 
     def reply(self) -> Reply:
-        return self.http, {"code": self.code, "msg": self.msg}
+        body: JSON = {"code": self.code, "msg": self.msg}
+        if self.data is not None:
+            body["data"] = self.data
+        return self.http, body
 
 
 def fmt(value: float) -> str:
     """A decimal as Binance writes it: a string with 8 places."""
     return f"{value:.8f}"
+
+
+def _execution_type(update: OrderUpdate, status: str) -> str:
+    """Binance's execution type ("x") of an engine update: NEW, TRADE, CANCELED, EXPIRED or REJECTED."""
+    if update.fill_quantity > 0:
+        return "TRADE"
+    return {"accepted": "NEW", "cancelled": "CANCELED", "expired": "EXPIRED", "rejected": "REJECTED"}.get(
+        update.status, "CANCELED" if status == "CANCELED" else "NEW")
 
 
 def parse_decimal(params: Mapping[str, str], name: str, *, required: bool = True) -> float | None:
@@ -217,6 +232,9 @@ class EmulatorState:
         self.listeners: list[Listener] = []
         self._weights: dict[str, tuple[int, int]] = {}
         self.counters = {"requests": 0, "rejected_auth": 0, "rate_limited": 0, "orders": 0, "cancels": 0}
+        self._event_ids = itertools.count(1)
+        self.listen_keys: dict[str, tuple[str, int]] = {}
+        """listenKey -> (API key, expiry in ms): the user data streams (see `listen_key`)."""
 
     # --- clock -----------------------------------------------------------------------------------
 
@@ -343,7 +361,7 @@ class EmulatorState:
                 "quoteAsset": s.quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
                 "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
                 "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"], "icebergAllowed": False, "ocoAllowed": False,
-                "quoteOrderQtyMarketAllowed": False, "allowTrailingStop": False, "cancelReplaceAllowed": False,
+                "quoteOrderQtyMarketAllowed": False, "allowTrailingStop": False, "cancelReplaceAllowed": True,
                 "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
                 "filters": [
                     {"filterType": "PRICE_FILTER", "minPrice": fmt(s.tick_size), "maxPrice": "10000000.00000000",
@@ -425,27 +443,75 @@ class EmulatorState:
             if route == ("POST", "order/test"):
                 self._order_request(params)
                 return 200, {}
+            if route == ("POST", "order/cancelReplace"):
+                return 200, self.cancel_replace(account, params)
             if route == ("DELETE", "order"):
                 return 200, self.cancel_order(account, params)
             if route == ("GET", "order"):
                 return 200, self._render(self._find(account, params))
-            if route == ("GET", "openOrders"):
-                symbol = self._symbol(params, required=False)
-                return 200, [self._render(o) for o in self.orders.values()
-                             if o.account == account and o.status in _OPEN and (not symbol or o.symbol == symbol)]
-            if route == ("GET", "allOrders"):
-                symbol = self._symbol(params)
-                return 200, [self._render(o) for o in self.orders.values()
-                             if o.account == account and o.symbol == symbol]
             if route == ("GET", "account"):
                 return 200, self.account_info(account)
-            if route == ("GET", "myTrades"):
-                symbol = self._symbol(params)
-                return 200, [t for t in self.my_trades.get(account, []) if t["symbol"] == symbol]
+            listed = self.order_lists(account, route, params)
+            if listed is not None:
+                return 200, listed
             raise ApiError(404, -1000, f"unknown endpoint {method} /api/v3/{path} (the emulator speaks a subset "
                                        "of the Binance spot API)")
         except ApiError as exc:
             return exc.reply()
+
+    def order_lists(self, account: str, route: tuple[str, str], params: Mapping[str, str]) -> list[JSON] | None:
+        """The account's open orders, all orders of a symbol, or its trades of a symbol (`myTrades` on spot,
+        `userTrades` on futures): the reads spot and futures answer alike; None for any other route."""
+        if route == ("GET", "openOrders"):
+            symbol = self._symbol(params, required=False)
+            return [self._render(o) for o in self.orders.values()
+                    if o.account == account and o.status in _OPEN and (not symbol or o.symbol == symbol)]
+        if route == ("GET", "allOrders"):
+            symbol = self._symbol(params)
+            return [self._render(o) for o in self.orders.values() if o.account == account and o.symbol == symbol]
+        if route in (("GET", "myTrades"), ("GET", "userTrades")):
+            symbol = self._symbol(params)
+            return [t for t in self.my_trades.get(account, []) if t["symbol"] == symbol]
+        return None
+
+    def user_data_stream(self, method: str, api_key: str | None, params: Mapping[str, str]) -> Reply:
+        """Binance's listenKey endpoints (spot `/api/v3/userDataStream`, futures `/fapi/v1/listenKey`): POST
+        opens (or, within its life, returns) the account's listenKey, PUT extends it by `LISTEN_KEY_TTL_MS`,
+        DELETE closes it. They take the API key header only, no signature, as Binance's do."""
+        self.counters["requests"] += 1
+        try:
+            self.charge(api_key or "anonymous", 1)
+            if not api_key or not _API_KEY.fullmatch(api_key):
+                self.counters["rejected_auth"] += 1
+                raise ApiError(401, -2014, "API-key format invalid.")
+            if api_key not in self.accounts:
+                self.counters["rejected_auth"] += 1
+                raise ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+            now = self.now_ms()
+            if method == "POST":
+                key = next((k for k, (owner, expiry) in self.listen_keys.items() if owner == api_key and expiry > now),
+                           None) or secrets.token_hex(32)
+                self.listen_keys[key] = (api_key, now + LISTEN_KEY_TTL_MS)
+                return 200, {"listenKey": key}
+            key = params.get("listenKey") or next(
+                (k for k, (owner, _) in self.listen_keys.items() if owner == api_key), "")
+            entry = self.listen_keys.get(key)
+            if entry is None or entry[0] != api_key or entry[1] <= now:
+                raise ApiError(400, -1125, "This listenKey does not exist.")
+            if method == "PUT":
+                self.listen_keys[key] = (api_key, now + LISTEN_KEY_TTL_MS)
+                return 200, {"listenKey": key}
+            if method == "DELETE":
+                del self.listen_keys[key]
+                return 200, {}
+            raise ApiError(405, -1000, f"{method} is not a listenKey method: use POST, PUT or DELETE")
+        except ApiError as exc:
+            return exc.reply()
+
+    def listen_key_owner(self, key: str) -> str | None:
+        """The API key whose user data `key` streams, if it is a live listenKey."""
+        entry = self.listen_keys.get(key)
+        return entry[0] if entry is not None and entry[1] > self.now_ms() else None
 
     def _find(self, account: str, params: Mapping[str, str]) -> OrderRecord:
         self._symbol(params)
@@ -506,12 +572,8 @@ class EmulatorState:
         existing = self._by_client.get((account, client_id))
         if existing is not None and existing.status in _OPEN:
             raise ApiError(400, -2010, "Duplicate order sent.")
-        spec = self.specs[symbol]
         reference = price if price is not None else self._top(symbol)[2 if side == "buy" else 0] or self._last(symbol)
-        need_asset, need = (spec.quote, quantity * reference * (1 + self.config.taker_fee)) if side == "buy" \
-            else (spec.base, quantity)
-        if self.free(account, need_asset) + 1e-12 < need:
-            raise ApiError(400, -2010, "Account has insufficient balance for requested action.")
+        self._check_funds(account, params, symbol, side, quantity, reference)
         now_ns = self.now_ns()
         order = FinalizedOrder(client_id, symbol, side, "market" if kind == "MARKET" else "limit", quantity, price,
                                tif, now_ns, 0)
@@ -538,6 +600,44 @@ class EmulatorState:
         reply["transactTime"] = record.time_ms
         reply["fills"] = list(record.fills)
         return reply
+
+    def _check_funds(self, account: str, params: Mapping[str, str], symbol: str, side: Side, quantity: float,
+                     reference: float) -> None:
+        """ApiError -2010 unless `account` can pay for the order (spot: quote asset to buy, base asset to sell)."""
+        spec = self.specs[symbol]
+        need_asset, need = (spec.quote, quantity * reference * (1 + self.config.taker_fee)) if side == "buy" \
+            else (spec.base, quantity)
+        if self.free(account, need_asset) + 1e-12 < need:
+            raise ApiError(400, -2010, "Account has insufficient balance for requested action.")
+
+    def cancel_replace(self, account: str, params: Mapping[str, str]) -> JSON:
+        """POST /api/v3/order/cancelReplace in STOP_ON_FAILURE mode (the one ccxt's `edit_order` sends): cancel the
+        order named by `cancelOrderId` or `cancelOrigClientOrderId`, then place the new one (it may reuse the
+        cancelled order's client id). A failed cancel places nothing (-2022, HTTP 400); a refused new order
+        after a successful cancel is -2021 (HTTP 409); `data` says which part failed, as Binance's does."""
+        if params.get("cancelReplaceMode") != "STOP_ON_FAILURE":
+            raise ApiError(400, -1102, "Mandatory parameter 'cancelReplaceMode' was not sent, was empty/null, or "
+                                       "malformed (the emulator speaks STOP_ON_FAILURE only).")
+        self._order_request(params)  # a malformed new order is refused before anything is cancelled
+        target = {"symbol": params.get("symbol", "")}
+        if params.get("cancelOrderId"):
+            target["orderId"] = params["cancelOrderId"]
+        if params.get("cancelOrigClientOrderId"):
+            target["origClientOrderId"] = params["cancelOrigClientOrderId"]
+        try:
+            cancelled = self.cancel_order(account, target)
+        except ApiError as exc:
+            raise ApiError(400, -2022, "Order cancel-replace failed.", {
+                "cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
+                "cancelResponse": {"code": exc.code, "msg": exc.msg}, "newOrderResponse": None}) from None
+        try:
+            placed = self.new_order(account, params)
+        except ApiError as exc:
+            raise ApiError(409, -2021, "Order cancel-replace partially failed.", {
+                "cancelResult": "SUCCESS", "newOrderResult": "FAILURE", "cancelResponse": cancelled,
+                "newOrderResponse": {"code": exc.code, "msg": exc.msg}}) from None
+        return {"cancelResult": "SUCCESS", "newOrderResult": "SUCCESS", "cancelResponse": cancelled,
+                "newOrderResponse": placed}
 
     def cancel_order(self, account: str, params: Mapping[str, str]) -> JSON:
         try:
@@ -613,14 +713,10 @@ class EmulatorState:
     def _order_update(self, record: OrderRecord, update: OrderUpdate) -> None:
         record.update_ms = update.ts_ns // 1_000_000
         if update.fill_quantity > 0:
-            spec = self.specs[record.symbol]
             qty, price = update.fill_quantity, update.fill_price
             record.executed_qty = float(Decimal(repr(record.executed_qty)) + Decimal(repr(qty)))
             record.quote_qty += qty * price
-            balances = self.accounts[record.account].balances
-            sign = 1.0 if record.side == "BUY" else -1.0
-            balances[spec.base] = balances.get(spec.base, 0.0) + sign * qty
-            balances[spec.quote] = balances.get(spec.quote, 0.0) - sign * qty * price - update.fee
+            self._settle_fill(record, qty, price, update.fee)
             trade_id = next(self._trade_ids)
             record.fills.append({"price": fmt(price), "qty": fmt(qty), "commission": fmt(update.fee),
                                  "commissionAsset": update.fee_currency, "tradeId": trade_id})
@@ -637,6 +733,30 @@ class EmulatorState:
             status = "EXPIRED"
         if update.status != "accepted":
             record.status = status
+        self._emit(f"{USER_STREAM}{record.account}", self._user_event(record, update))
+
+    def _settle_fill(self, record: OrderRecord, qty: float, price: float, fee: float) -> None:
+        """Move the money of one fill (spot: base against quote, the fee in the quote asset)."""
+        spec = self.specs[record.symbol]
+        balances = self.accounts[record.account].balances
+        sign = 1.0 if record.side == "BUY" else -1.0
+        balances[spec.base] = balances.get(spec.base, 0.0) + sign * qty
+        balances[spec.quote] = balances.get(spec.quote, 0.0) - sign * qty * price - fee
+
+    def _user_event(self, record: OrderRecord, update: OrderUpdate) -> JSON:
+        """The user-data-stream frame of one change of `record` (spot: an `executionReport`)."""
+        fill = record.fills[-1] if update.fill_quantity > 0 and record.fills else None
+        now = self.now_ms()
+        return {"e": "executionReport", "E": now, "s": record.symbol, "c": record.client_order_id, "S": record.side,
+                "o": record.type, "f": record.time_in_force, "q": fmt(record.orig_qty), "p": fmt(record.price),
+                "P": fmt(0.0), "F": fmt(0.0), "g": -1, "C": "", "x": _execution_type(update, record.status),
+                "X": record.status, "r": "NONE", "i": record.order_id, "l": fmt(update.fill_quantity),
+                "z": fmt(record.executed_qty), "L": fmt(update.fill_price), "n": fmt(update.fee),
+                "N": update.fee_currency or None, "T": record.update_ms, "t": fill["tradeId"] if fill else -1,
+                "I": next(self._event_ids), "w": record.status in _OPEN and record.type != "MARKET",
+                "m": update.reason == "maker", "M": False, "O": record.time_ms, "Z": fmt(record.quote_qty),
+                "Y": fmt(update.fill_quantity * update.fill_price), "Q": fmt(0.0), "W": record.time_ms,
+                "V": "NONE"}
 
     def _print_trade(self, symbol: str, price: float, size: float, ts_ms: int, *, buyer_maker: bool) -> None:
         trade_id = next(self._trade_ids)

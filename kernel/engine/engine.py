@@ -23,6 +23,7 @@ the order kernel. Nothing reaches the venue or the portfolio before the ledger h
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -647,6 +648,31 @@ class Engine:
         await self._kernel_out(self.orders.new_order(order), intent.ts_ns, order)
         if order.deadline_ns and (self._next_deadline is None or order.deadline_ns < self._next_deadline):
             self._next_deadline = order.deadline_ns
+
+    def take_over(self, order: FinalizedOrder, organism: str, venue_order_id: str, filled: float,
+                  last_fill_price: float | None, sent_ns: int) -> bool:
+        """Hold `order`, which an earlier session left working on the venue (already in the ledger), as one of
+        this engine's: the order kernel holds it as acknowledged with its fills so far, the portfolio counts it,
+        and its updates move both. Nothing is sent to the venue. False if the order kernel refuses it."""
+        cid = order.client_order_id
+        if order.limit_price is not None and self.now_ns == 0:
+            # No market event yet: band-check the order against its own price (it rests on the venue already);
+            # the first event sets the real reference.
+            self.orders.reference_price(order.symbol, order.limit_price)
+        out = self.orders.new_order(order)  # its SUBMIT_TO_VENUE is dropped: the order is on the venue already
+        if not self.orders.is_open(cid):
+            log.warning("order %s: the order kernel refused to take it over (%s); the venue poller still follows it",
+                        cid, "; ".join(str(m) for m in out))
+            return False
+        self.orders.venue_update(OrderUpdate(cid, venue_order_id, order.symbol, "accepted"))
+        if filled > 0 and last_fill_price is not None:
+            self.orders.venue_update(OrderUpdate(cid, venue_order_id, order.symbol, "partially-filled", filled,
+                                                 last_fill_price))
+        working = strategy_kernel.open_order(order, organism)
+        self.portfolio.order_sent(dataclasses.replace(working, filled=filled), sent_ns)
+        self._organism_of[cid] = organism
+        self._venue_acked.add(cid)
+        return True
 
     async def _amend(self, cid: str, intent: OrderIntent, decision: RiskDecision, ts_ns: int) -> None:
         working = self.portfolio.open_orders.get(cid)

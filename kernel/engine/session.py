@@ -10,7 +10,9 @@
 A paper session writes a header as the first firehose record: the synthetic market, the venue,
 the organisms (with their plugins' sha256), the risk settings and the order kernel's settings.
 `open_replay_session` rebuilds exactly that from the header and feeds the recorded events, so it
-sends the same orders and gets the same fills (test_engine.py proves it).
+sends the same orders and gets the same fills (test_engine.py proves it). A live session's recording
+(`allele.kernel.engine.live`) names a venue of kind "recorded": a real venue cannot be rebuilt, so its
+replay answers with the venue updates the recording holds (`RecordedVenue`).
 """
 
 from __future__ import annotations
@@ -25,18 +27,21 @@ from pathlib import Path
 from typing import Any
 
 from allele.kernel.config import read_config
+from allele.kernel.domain import FinalizedOrder, MarketEvent, VenueEvent
 from allele.kernel.ledger import Ledger
 from allele.kernel.orders.port import OrderKernelPort, SoftwareOrderKernel
 from allele.kernel.paths import SOURCE_ROOT
 from allele.kernel.plugin.errors import PluginError
 from allele.kernel.plugin.host import LoadedPlugin, PluginHost, StrategyPlugin
 from allele.kernel.risk import RiskConfig, RiskGate, load_risk_config
+from allele.kernel.venue import Instrument
 
 from .bus import Bus
 from .config import EngineConfig, OrganismSpec, SensorSpec, load_engine_config, load_organisms, load_sensors
 from .engine import Control, Engine, Organism, Retire, SensorFeed, StreamItem, Swap, reading_from_record
-from .firehose import HEADER, Firehose, event_from_record, read_recording, recover
+from .firehose import HEADER, Firehose, event_from_record, read_recording, recover, update_from_record
 from .order_path import OrderPath
+from .ports import Venue
 from .simvenue import SimVenue, SimVenueSpec
 from .sources import RecordingSource, SyntheticSource, SyntheticSpec
 
@@ -44,6 +49,7 @@ log = logging.getLogger("allele.session")
 
 BUNDLED_BUILD_DIR = SOURCE_ROOT / "build" / "plugins"
 RECORDING_VERSION = 1
+RECORDED_VENUE = "recorded"
 PACED_BATCH_EVENTS = 32
 
 
@@ -247,7 +253,57 @@ def _check_sensor_ids(organisms: tuple[OrganismSpec, ...], sensor_ids: set[str])
                                f"{sorted(sensor_ids) or 'none'})")
 
 
-def _engine(*, session: str, venue: SimVenue, organisms: list[Organism], ledger: Ledger, risk: RiskConfig,
+class RecordedVenue:
+    """The venue of a live session's replay: what the real venue answered, read back from the recording.
+
+    The engine writes the updates it takes from `advance` just before the market event's record, and those
+    of the final `drain` after the last event; so the n-th `advance` returns the updates recorded before the
+    n-th event, and `drain` the rest. Requests go nowhere (the recording holds their answers); `requests`
+    lists them, as (request, client order id)."""
+
+    def __init__(self, name: str, instruments: list[Instrument], recording: Path) -> None:
+        self.name = name
+        self._instruments = {i.symbol: i for i in instruments}
+        self._records = read_recording(recording)
+        self.requests: list[tuple[str, str]] = []
+
+    @classmethod
+    def from_header(cls, venue: dict[str, Any], recording: Path) -> RecordedVenue:
+        instruments = [Instrument(str(i["symbol"]), float(i["tick_size"]), float(i["lot_size"]),
+                                  float(i["maker_fee"]), float(i["taker_fee"]), str(i["quote_currency"]))
+                       for i in venue["instruments"]]
+        return cls(str(venue["name"]), instruments, recording)
+
+    def instrument(self, symbol: str) -> Instrument:
+        return self._instruments[symbol]
+
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(sorted(self._instruments))
+
+    def submit(self, order: FinalizedOrder, sent_ns: int) -> None:
+        self.requests.append(("submit", order.client_order_id))
+
+    def amend(self, client_order_id: str, sent_ns: int, *, quantity: float | None = None,
+              limit_price: float | None = None) -> None:
+        self.requests.append(("amend", client_order_id))
+
+    def cancel(self, client_order_id: str, sent_ns: int) -> None:
+        self.requests.append(("cancel", client_order_id))
+
+    def advance(self, ts_ns: int, event: MarketEvent | None = None) -> list[VenueEvent]:
+        out: list[VenueEvent] = []
+        for record in self._records:
+            if record.get("k") == "event":
+                break
+            if record.get("k") == "update":
+                out.append(update_from_record(record))
+        return out
+
+    def drain(self) -> list[VenueEvent]:
+        return [update_from_record(r) for r in self._records if r.get("k") == "update"]
+
+
+def _engine(*, session: str, venue: Venue, organisms: list[Organism], ledger: Ledger, risk: RiskConfig,
             slots: int, ttl_ns: int, firehose: Firehose | None, home: Path | None, bus: Bus | None,
             batch_events: int, sensors: list[SensorFeed] | None = None, order_kernel: str = "software") -> Engine:
     instruments = {s: venue.instrument(s) for s in venue.symbols()}
@@ -350,8 +406,15 @@ async def open_replay_session(home: Path, recording: Path, ledger_file: Path, *,
     if ledger_file.exists():
         raise SessionError(f"{ledger_file} already exists; a replay writes a fresh ledger (choose another path)")
     host = host or PluginHost(home)
-    vspec = SimVenueSpec.from_json(header["venue"])
+    venue: Venue
+    binary: tuple[str, ...] = ()
     try:
+        if header["venue"].get("kind") == RECORDED_VENUE:
+            venue = RecordedVenue.from_header(header["venue"], recording)
+            continuous = venue.symbols()
+        else:
+            vspec = SimVenueSpec.from_json(header["venue"])
+            venue, continuous, binary = SimVenue(vspec), vspec.symbols, vspec.binary_symbols
         risk = RiskConfig.model_validate(header["risk"])
         specs = tuple(OrganismSpec.model_validate({k: v for k, v in o.items() if k != "plugin_sha256"})
                       for o in header["organisms"])
@@ -364,9 +427,9 @@ async def open_replay_session(home: Path, recording: Path, ledger_file: Path, *,
             raise SessionError(f"organism {o['id']}: plugin {o['strategy']} with sha256 {o['plugin_sha256'][:12]} "
                                "is neither deployed nor bundled; deploy that exact .wasm to replay")
         paths[o["id"]] = found
-    orgs = _organisms(host, specs, paths, risk, vspec.symbols, vspec.binary_symbols)
+    orgs = _organisms(host, specs, paths, risk, continuous, binary)
     ledger = await Ledger.open(ledger_file, synchronous="off")
-    engine = _engine(session=str(header["session"]), venue=SimVenue(vspec), organisms=orgs, ledger=ledger, risk=risk,
+    engine = _engine(session=str(header["session"]), venue=venue, organisms=orgs, ledger=ledger, risk=risk,
                      slots=int(header["order_kernel"]["slots"]), ttl_ns=int(header["ttl_ns"]), firehose=None,
                      home=None, bus=bus, batch_events=int(header["batch_events"]))
     await engine.open_books()

@@ -42,6 +42,10 @@ class ExchangeSettings(BaseModel):
     backoff_s: float = Field(0.5, gt=0, description="first back-off delay; doubles per retry")
     backoff_max_s: float = Field(30.0, gt=0, description="longest back-off delay")
     poll_s: float = Field(1.0, gt=0, description="REST polling interval (fallback data, open-order status)")
+    user_stream: bool = Field(True, description="follow our orders on the venue's user data stream (ccxt.pro "
+                                                "watch_orders) where it has one; polling is the fallback")
+    stream_poll_s: float = Field(30.0, gt=0, description="open-order polling interval while the user data stream "
+                                                         "is up (a safety net)")
 
     @field_validator("id")
     @classmethod

@@ -14,8 +14,10 @@ I/O. The two meet through `IoLoop`, an asyncio loop in a daemon thread where eve
 `CcxtVenue.submit`/`cancel` schedule the request on the I/O loop and return at once; the request runs
 with credentials attached for that call only (`CcxtExchange.execute`). Its `OrderUpdate`s, and those a
 poller finds for resting orders every `poll_s`, wait in a thread-safe outbox that `advance` empties, so
-the engine handles them in its own order, between market events. `amend` is not offered by the ccxt
-path: it answers "rejected" (the engine keeps the order as it stands). A request that fails as a whole
+the engine handles them in its own order, between market events. `amend` goes through ccxt's `edit_order`
+(`CcxtExchange.amend`: on Binance spot a cancel-replace) and is answered as the simulated venue answers
+one: "accepted" with reason "amended: priority lost", then any fills; "rejected" if the venue refused it
+(the order stands). A request that fails as a whole
 (bad credentials, unknown account) is answered with a "rejected" update carrying the `VenueError`'s
 message, and the error is kept in `errors` for the session to report.
 
@@ -97,6 +99,10 @@ class CcxtVenue:
         self._inflight: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._poller = io.spawn(self._poll_forever())
+        # Our orders' updates as the venue pushes them (its user data stream, where it has one); the poller
+        # above is then the safety net (the adapter slows it down while the stream is up).
+        self._stream_stop = asyncio.Event()
+        self._streamer = io.spawn(exchange.stream_orders(self._outbox.append, self._stream_stop))
 
     # --- markets -------------------------------------------------------------------------------
 
@@ -137,8 +143,8 @@ class CcxtVenue:
 
     def amend(self, client_order_id: str, sent_ns: int, *, quantity: float | None = None,
               limit_price: float | None = None) -> None:
-        self._outbox.append(OrderUpdate(client_order_id, "", "", "rejected", ts_ns=sent_ns,
-                                        reason=f"amend: not offered on {self.name} through ccxt; the order stands"))
+        self._send(client_order_id, self.exchange.orders.symbol(client_order_id) or "",
+                   self.exchange.amend(client_order_id, quantity=quantity, price=limit_price))
 
     def cancel(self, client_order_id: str, sent_ns: int) -> None:
         self._send(client_order_id, "", self.exchange.cancel(client_order_id))
@@ -190,6 +196,40 @@ class CcxtVenue:
 
     def close(self) -> None:
         self._poller.cancel()
+        self.io.call(self._stream_stop.set)
+
+
+@dataclasses.dataclass
+class _Stream:
+    """The one routine behind `LiveSource.events` and `aevents` (they differ only in how they wait): the stream
+    runs until `stop()` is true, `max_events` were admitted or nothing arrived for `idle_timeout_s`; timestamps
+    never go backwards (an older venue timestamp is raised to the last one)."""
+
+    source: LiveSource
+    stop: Callable[[], bool] | None
+    last_ts: int = 0
+    n: int = 0
+    idle_since: float = dataclasses.field(default_factory=time.monotonic)
+    idle: bool = False
+
+    def running(self) -> bool:
+        limit = self.source.max_events
+        return not self.idle and not (self.stop is not None and self.stop()) and not (limit and self.n >= limit)
+
+    def admit(self, event: MarketEvent | None) -> MarketEvent | None:
+        """The event to hand on, or None when the wait came back empty (which may end the stream as idle)."""
+        if event is None:
+            if time.monotonic() - self.idle_since > self.source.idle_timeout_s:
+                log.error("%s: no market data for %.0fs; ending the live stream", self.source.exchange.where,
+                          self.source.idle_timeout_s)
+                self.idle = True
+            return None
+        self.idle_since = time.monotonic()
+        if event.ts_ns < self.last_ts:
+            event = dataclasses.replace(event, ts_ns=self.last_ts)
+        self.last_ts = event.ts_ns
+        self.n += 1
+        return event
 
 
 class LiveSource:
@@ -222,24 +262,11 @@ class LiveSource:
     def events(self, stop: Callable[[], bool] | None = None) -> Iterator[MarketEvent]:
         if self._watch is None:
             self.start()
-        last_ts = 0
-        n = 0
-        idle_since = time.monotonic()
-        while not (stop is not None and stop()) and not (self.max_events and n >= self.max_events):
-            try:
-                event = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                if time.monotonic() - idle_since > self.idle_timeout_s:
-                    log.error("%s: no market data for %.0fs; ending the live stream", self.exchange.where,
-                              self.idle_timeout_s)
-                    return
-                continue
-            idle_since = time.monotonic()
-            if event.ts_ns < last_ts:
-                event = dataclasses.replace(event, ts_ns=last_ts)
-            last_ts = event.ts_ns
-            n += 1
-            yield event
+        stream = _Stream(self, stop)
+        while stream.running():
+            event = stream.admit(self._next(0.1))
+            if event is not None:
+                yield event
 
     def _next(self, timeout_s: float) -> MarketEvent | None:
         try:
@@ -252,23 +279,11 @@ class LiveSource:
         consumer's loop stays free (the engine's API, its signal handlers, the `stop` event)."""
         if self._watch is None:
             self.start()
-        last_ts = 0
-        n = 0
-        idle_since = time.monotonic()
-        while not (stop is not None and stop()) and not (self.max_events and n >= self.max_events):
-            event = self._next(0) or await asyncio.to_thread(self._next, 0.2)
-            if event is None:
-                if time.monotonic() - idle_since > self.idle_timeout_s:
-                    log.error("%s: no market data for %.0fs; ending the live stream", self.exchange.where,
-                              self.idle_timeout_s)
-                    return
-                continue
-            idle_since = time.monotonic()
-            if event.ts_ns < last_ts:
-                event = dataclasses.replace(event, ts_ns=last_ts)
-            last_ts = event.ts_ns
-            n += 1
-            yield event
+        stream = _Stream(self, stop)
+        while stream.running():
+            event = stream.admit(self._next(0) or await asyncio.to_thread(self._next, 0.2))
+            if event is not None:
+                yield event
 
     def describe(self) -> dict[str, object]:
         return {"kind": "live", "exchange": self.exchange.settings.describe(), "symbols": list(self.symbols)}
