@@ -54,7 +54,7 @@ def random_genome(manifest: Manifest, rng: random.Random) -> dict[str, ParamValu
 
 def mutate_gene(spec: ParamSpec, value: ParamValue, rng: random.Random, scale: float = 0.15) -> ParamValue:
     """A new value near `value`: a Gaussian step of `scale` x the range, or for a log-scaled range a factor
-    exp(N(0, 2 x scale)); at least one step for ints."""
+    exp(N(0, 2 x scale)); at least one step of the gene's grid (ints: 1), away from a bound it sits on."""
     if spec.type == "bool":
         return not value
     if spec.type == "enum":
@@ -69,15 +69,14 @@ def mutate_gene(spec: ParamSpec, value: ParamValue, rng: random.Random, scale: f
         step = value * (math.exp(rng.gauss(0.0, 2.0 * scale)) - 1.0)
     else:
         step = rng.gauss(0.0, scale * width)
-    if spec.type == "int":
-        unit = spec.step or 1.0
-        if abs(step) < unit:
-            step = math.copysign(unit, step if step else rng.choice((-1.0, 1.0)))
-        moved = _snap(spec, value + step)
-        if moved == value:  # at a bound: step the other way
-            moved = _snap(spec, value - step)
-        return moved
-    return _snap(spec, value + step)
+    # At least one step of the grid (ints: 1), or the gene would snap back to its value.
+    unit = spec.step or (1.0 if spec.type == "int" else 0.0)
+    if abs(step) < unit:
+        step = math.copysign(unit, step if step else rng.choice((-1.0, 1.0)))
+    moved = _snap(spec, value + step)
+    if moved == value:  # at a bound: step the other way
+        moved = _snap(spec, value - step)
+    return moved
 
 
 def mutate(genome: Mapping[str, ParamValue], manifest: Manifest, rng: random.Random, rate: float = 0.3,
