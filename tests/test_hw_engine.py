@@ -53,11 +53,13 @@ async def _session_books(home: Path, kind: str) -> tuple[list[tuple[Any, ...]], 
     finally:
         await s.close()
         if kind == "rtl-sim":
-            proc = s.engine.orders.port._proc  # type: ignore[attr-defined]
+            rtl_port = s.engine.orders.port
+            assert isinstance(rtl_port, RtlSimOrderKernel)
+            proc = rtl_port._proc
             assert proc.poll() is not None, "closing the session must end the simulation"
 
 
-async def test_a_paper_session_through_the_rtl_kernel_matches_the_software_kernel(built, tmp_path: Path) -> None:
+async def test_a_paper_session_through_the_rtl_kernel_matches_the_software_kernel(built: Any, tmp_path: Path) -> None:
     sw = await _session_books(tmp_path / "software", "software")
     rtl = await _session_books(tmp_path / "rtl", "rtl-sim")
     sw_orders, sw_fills, _ = sw

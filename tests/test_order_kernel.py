@@ -42,6 +42,8 @@ from allele.kernel.orders.frames import (
     VenueReject,
     decode,
     encode,
+    limit_order,
+    market_order,
 )
 from allele.kernel.orders.kernel import TERMINAL, TRANSITIONS, IllegalTransition, OrderKernel, transition
 from allele.kernel.orders.port import OrderKernelPort, SoftwareOrderKernel
@@ -69,7 +71,7 @@ def make(slots: int = 4, limits: Limits = LIMITS, ref: int | None = REF) -> Orde
 
 def buy(cid: int, qty: int = 10, price: int = REF, ts: int = 0, deadline: int = 0, side: Side = Side.BUY,
         symbol: int = SYM) -> NewOrder:
-    return NewOrder(cid, symbol, side, OrderType.LIMIT, TimeInForce.GTC, price, qty, ts, deadline)
+    return limit_order(cid, symbol, price, qty, side=side, ts_ns=ts, deadline_ns=deadline)
 
 
 def sell(cid: int, qty: int = 10, price: int = REF, ts: int = 0) -> NewOrder:
@@ -77,7 +79,7 @@ def sell(cid: int, qty: int = 10, price: int = REF, ts: int = 0) -> NewOrder:
 
 
 def market(cid: int, qty: int = 10, ts: int = 0) -> NewOrder:
-    return NewOrder(cid, SYM, Side.BUY, OrderType.MARKET, TimeInForce.IOC, 0, qty, ts)
+    return market_order(cid, SYM, qty, ts_ns=ts)
 
 
 def rejected(kernel: OrderKernel, msg: InboundMessage) -> Reason:

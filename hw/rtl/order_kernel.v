@@ -1,20 +1,33 @@
 `timescale 1ns/1ps
-// Allele order kernel: the RTL twin of kernel/orders/kernel.py (the reference model).
+// Allele order kernel, pipelined: the RTL twin of kernel/orders/kernel.py (the reference model).
 //
 // One 64-byte frame in (in_data, little-endian: byte k of the frame is in_data[8k+7:8k]) with a
-// valid/ready handshake; outbound frames leave on two lanes (out_data, then out_data2 for the
-// second frame of a pair) with one out_ready. The frame layout is defined once, in
-// kernel/orders/frames.py; this file implements that table.
+// valid/ready handshake. Outbound frames leave in beats: a beat (out_valid, taken with out_ready)
+// carries out_n = 0, 1 or 2 frames (lane 0 out_data, then lane 1 out_data2) and out_eor marks the
+// beat that ends the answer of one inbound frame. Answers leave in the order the frames were
+// taken, so the k-th out_eor closes the answer of the k-th inbound frame (a frame without any
+// outbound frame gets one beat with out_n = 0 and out_eor = 1). The frame layout is defined once,
+// in kernel/orders/frames.py; this file implements that table.
 //
-// Timing contract (what the benches and the rtl-sim bridge rely on):
-//  * a frame is taken at a rising edge where in_valid && in_ready;
-//  * every outbound frame fired (out_valid && out_ready: lane 0, then lane 1 if out_valid2) after
-//    that edge, up to and including the edge that takes the next inbound frame, belongs to that
-//    frame, in order;
-//  * `idle` is high when no frame is being processed (all its outputs have left).
-// No combinational path runs from in_* to out_* or in_ready, so a driver may sample both
-// before it drives the next frame. The decision (ACCEPTED / REJECTED) of a NEW_ORDER is on
-// out_data in the first clock after the edge that took it, unless expiries come first.
+// Pipeline (a frame advances one stage per clock unless held):
+//   take  the frame is registered into stage A; the client-id CAM over the order table, the
+//         expiry vector (open slots with 0 < deadline <= the frame's time), the symbol CAM and
+//         the magnitudes of the frame's product operands are computed from in_data and
+//         registered with it.
+//   A     operand selection and the 16x16-bit partial products of the frame's 64x64 products
+//         (sign-magnitude; |ref| and |band| are kept per symbol, an AMEND latches its operands
+//         from the order table in one extra clock).
+//   B     the partial-product sums, price-band left side, rate-limit thresholds (now - interval,
+//         now - capacity), an AMEND's headroom delta (old remaining - new remaining).
+//   C     commit: the checks that read state the frames ahead may just have changed (duplicate id,
+//         free slot, position headroom, token bucket), the state updates, and the outbound beat
+//         into a 2-entry output FIFO (so in_ready never depends on out_ready combinationally).
+// Hazards: order-table changes made by the frame in C (a new order, a freed slot) correct the CAM
+// and expiry vectors of the frames behind it in the same clock (forwarding); position headroom and
+// the token bucket are read in C itself, so back-to-back orders on one symbol see each other.
+// AMEND, REF_PRICE and LIMITS change what stage A/B precompute from (an order's price / qty, the
+// symbol configuration): such a frame waits in A until the stages ahead are empty, and the frame
+// behind it waits in A until it has committed (a few bubbles; everything else flows 1 per clock).
 //
 // The RTL assumes well-formed inbound frames (the software port decodes and refuses bad ones
 // before they reach the kernel). Symbols live in a CAM of NSYM entries, allocated by the first
@@ -29,16 +42,17 @@ module order_kernel #(
     input  wire         in_valid,
     output wire         in_ready,
     input  wire [511:0] in_data,
-    output wire         out_valid,     // lane 0
+    output wire         out_valid,     // a beat is on the output
+    output wire [1:0]   out_n,         // frames in the beat: lane 0 (out_data), then lane 1 (out_data2)
+    output wire         out_eor,       // the beat ends the answer of one inbound frame
     output wire [511:0] out_data,
-    output wire         out_valid2,    // lane 1: the second frame of a pair, after lane 0 (only with out_valid)
     output wire [511:0] out_data2,
-    input  wire         out_ready,     // takes both lanes
+    input  wire         out_ready,
     output wire         idle
 );
     localparam SB = (N > 1) ? $clog2(N) : 1;
     localparam YB = (NSYM > 1) ? $clog2(NSYM) : 1;
-    localparam W = 140;  // wide signed arithmetic: every product and sum of the model fits exactly
+    localparam W = 140;  // wide signed arithmetic: every sum of the model fits exactly
 
     localparam [7:0] T_NEW = 8'h01, T_AMEND = 8'h02, T_CANCEL = 8'h03, T_ACK = 8'h04, T_FILL = 8'h05,
                      T_VREJ = 8'h06, T_REF = 8'h07, T_LIMITS = 8'h08, T_KILL = 8'h09, T_TICK = 8'h0A,
@@ -49,7 +63,7 @@ module order_kernel #(
                      R_OVERFILL = 8'd11, R_BADSTATE = 8'd12;
     localparam [2:0] S_PENDING = 3'd1, S_SUBMITTED = 3'd2, S_PARTIAL = 3'd3, S_FILLED = 3'd4,
                      S_CANCELLED = 3'd5, S_REJECTED = 3'd6, S_EXPIRED = 3'd7;
-    localparam [1:0] F_IDLE = 2'd0, F_EXEC = 2'd1, F_EXP3 = 2'd2, F_KILL = 2'd3;
+    localparam [1:0] F_EXEC = 2'd0, F_EXP3 = 2'd1, F_KILL = 2'd2;
 
     function signed [W-1:0] sx;  // sign-extend an i64
         input [63:0] v;
@@ -61,183 +75,343 @@ module order_kernel #(
         zx = {{(W-64){1'b0}}, v};
     endfunction
 
-    // ------------------------------------------------------------ state
-    reg [1:0]    fsm;
-    reg [511:0]  f;           // the inbound frame being processed
-    reg [63:0]   now;         // kernel time (ns): the largest ts seen
-    reg          kill;
-    reg [SB-1:0] e_slot;      // slot being expired (its EXPIRED frame is next)
+    function [63:0] mag64;  // |v| of an i64 as a u64 (|-2^63| = 2^63 fits)
+        input [63:0] v;
+        mag64 = v[63] ? (~v + 64'd1) : v;
+    endfunction
 
-    // order table (one array per column) and symbol table
+    function [SB-1:0] enc;  // one-hot (or zero) -> index
+        input [N-1:0] oh;
+        integer q;
+        begin
+            enc = {SB{1'b0}};
+            for (q = 0; q < N; q = q + 1) if (oh[q]) enc = enc | q[SB-1:0];
+        end
+    endfunction
+
+    function [N-1:0] lowest;  // the lowest set bit, one-hot
+        input [N-1:0] v;
+        lowest = v & (~v + 1'b1);
+    endfunction
+
+    function ser;  // frames that run alone (they change what stages A/B precompute from)
+        input [7:0] t;
+        ser = (t == T_AMEND) || (t == T_REF) || (t == T_LIMITS);
+    endfunction
+
+    function has_ts;
+        input [7:0] t;
+        has_ts = (t == T_NEW) || (t == T_AMEND) || (t == T_CANCEL) || (t == T_TICK);
+    endfunction
+
+    // ------------------------------------------------------------ architectural state
+    reg [63:0]   now;         // kernel time (ns): the largest ts taken so far
+    reg          kill;
+    // order table (one array per column)
     reg [N-1:0]  o_valid, o_buy, o_mkt;
     reg [63:0]   o_cid [0:N-1];
     reg [63:0]   o_price [0:N-1];
     reg [63:0]   o_qty [0:N-1];
     reg [63:0]   o_filled [0:N-1];
+    reg [63:0]   o_rem [0:N-1];       // qty - filled
     reg [63:0]   o_deadline [0:N-1];
     reg [15:0]   o_sym [0:N-1];
+    reg [YB-1:0] o_y [0:N-1];         // the order's symbol entry
     reg [2:0]    o_state [0:N-1];
     // symbol table
-    reg [NSYM-1:0] s_valid, s_haslim;
+    reg [NSYM-1:0] s_valid, s_haslim, s_capok, s_brneg;
     reg [15:0]   s_id [0:NSYM-1];
     reg [63:0]   s_maxqty [0:NSYM-1];
     reg [63:0]   s_maxnot [0:NSYM-1];
+    reg [63:0]   s_nmaxnot [0:NSYM-1];          // -max_notional (as u64), for negative notionals
     reg [63:0]   s_band [0:NSYM-1];
     reg [63:0]   s_plim [0:NSYM-1];
     reg [63:0]   s_interval [0:NSYM-1];
-    reg [63:0]   s_last [0:NSYM-1];
     reg [63:0]   s_ref [0:NSYM-1];
-    reg signed [W-1:0] s_cap [0:NSYM-1];    // rate_burst * rate_interval_ns
-    reg signed [W-1:0] s_level [0:NSYM-1];  // token bucket level (ns)
-    reg signed [W-1:0] s_pos [0:NSYM-1];    // position (lots)
+    reg [63:0]   s_refm [0:NSYM-1];             // |ref|, |band_bps|: product operands ready in A
+    reg [63:0]   s_bandm [0:NSYM-1];
+    reg [127:0]  s_brmag [0:NSYM-1];            // |band_bps * ref| (sign in s_brneg)
+    reg signed [W-1:0] s_cap [0:NSYM-1];        // rate_burst * rate_interval_ns
+    reg signed [W-1:0] s_cmi [0:NSYM-1];        // capacity - interval
+    // Token bucket as its empty time e = last - level: level(now) = min(cap, now - e), so a check
+    // is one compare (e <= now - interval) and the update e' = max(now - cap, e) (+ interval if
+    // a token is taken) is exactly the model's min(cap, level + now - last) (- interval).
+    reg signed [W-1:0] s_e [0:NSYM-1];
+    // Position headroom per side: hb = limit - (position + open buy remaining),
+    // hs = limit - (open sell remaining - position). An order fails POSITION_LIMIT iff its
+    // remaining exceeds its side's headroom; every state change adjusts one headroom.
+    reg signed [W-1:0] s_hb [0:NSYM-1];
+    reg signed [W-1:0] s_hs [0:NSYM-1];
 
-    // ------------------------------------------------------------ frame fields
-    wire [7:0]  f_type = f[7:0];
-    wire [7:0]  f_b1   = f[15:8];
-    wire [7:0]  f_b2   = f[23:16];
-    wire [15:0] f_sym  = f[63:48];
-    wire [63:0] f_w0   = f[127:64];
-    wire [63:0] f_w1   = f[191:128];
-    wire [63:0] f_w2   = f[255:192];
-    wire [63:0] f_w3   = f[319:256];
-    wire [63:0] f_w4   = f[383:320];
-    wire [63:0] f_w5   = f[447:384];
-    wire [63:0] f_w6   = f[511:448];
+    // ------------------------------------------------------------ pipeline registers
+    reg          vA, vB, vC;
+    reg [511:0]  fA, fB, fC;
+    reg [63:0]   nowA, nowB, nowC;
+    reg [N-1:0]  mA, mB, mC;        // one-hot: the open order with the frame's client id
+    reg [N-1:0]  eA, eB, eC;        // open orders expired at the frame's time
+    reg [YB-1:0] yA, yB, yC;        // symbol entry (NEW / REF / LIMITS: the frame's; AMEND: the order's)
+    reg [63:0]   aw2m, aw3m, aw5m;  // |w2|, |w3|, |w5| of the frame in A (computed at take)
+    reg          yhA, yhB, yhC;     // the symbol has an entry
+
+    // ------------------------------------------------------------ stage C commit effects (forwarding)
+    // Driven by the commit logic below; they correct the vectors of every frame behind it.
+    wire         alloc_en;          // slot fs_oh takes the order in C
+    wire [N-1:0] fs_oh;
+    wire [N-1:0] free_mask;         // slots freed in C this clock
+    wire         symalloc_en;       // symbol entry sf is allocated for fC's symbol
+    wire [YB-1:0] sf;
+    wire         stepC;             // C performs one step this clock
+    wire         advC;              // the frame in C finishes this clock
+    wire [63:0]  c_cid = fC[127:64];
+    wire [63:0]  c_dl  = fC[383:320];
+    wire [15:0]  c_sym = fC[63:48];
+
+    wire [N-1:0] keep  = ~free_mask;
+    wire [N-1:0] amask = alloc_en ? fs_oh : {N{1'b0}};
+
+    function [N-1:0] fix_m;   // a CAM vector after C's commit: freed slots out, the new order in if same id
+        input [N-1:0] m, keep_, amask_;
+        input [63:0] cid, ccid;
+        fix_m = (m & keep_) | ((cid == ccid) ? amask_ : {N{1'b0}});
+    endfunction
+
+    function [N-1:0] fix_e;   // an expiry vector after C's commit: the new order in if expired at t
+        input [N-1:0] e, keep_, amask_;
+        input [63:0] t, cdl;
+        fix_e = (e & keep_) | ((cdl != 64'd0 && cdl <= t) ? amask_ : {N{1'b0}});
+    endfunction
+
+    // ------------------------------------------------------------ take: lookups on in_data
     wire [7:0]  in_type = in_data[7:0];
     wire [63:0] in_ts   = in_data[191:128];
-    wire in_has_ts = (in_type == T_NEW) || (in_type == T_AMEND) || (in_type == T_CANCEL) || (in_type == T_TICK);
-    wire sweep_en  = (f_type == T_NEW) || (f_type == T_AMEND) || (f_type == T_CANCEL) || (f_type == T_TICK);
-
-    // ------------------------------------------------------------ parallel lookups over the table
-    integer i;
-    reg          hit;       reg [SB-1:0] hs;   // CAM: the open order with client id f_w0
-    reg          free_any;  reg [SB-1:0] fs;   // lowest free slot
-    reg          exp_any;   reg [SB-1:0] es;   // lowest expired slot
-    reg          open_any;  reg [SB-1:0] os;   // lowest open slot
+    wire [63:0] in_cid  = in_data[127:64];
+    wire [15:0] in_sym  = in_data[63:48];
+    wire [63:0] in_now  = (has_ts(in_type) && in_ts > now) ? in_ts : now;
+    integer i1, i2, i3, i4;
+    reg [N-1:0] cam_in, exp_in;
     always @* begin
-        hit = 1'b0; hs = {SB{1'b0}}; free_any = 1'b0; fs = {SB{1'b0}};
-        exp_any = 1'b0; es = {SB{1'b0}}; open_any = 1'b0; os = {SB{1'b0}};
-        for (i = N - 1; i >= 0; i = i - 1) begin
-            if (o_valid[i] && o_cid[i] == f_w0) begin hit = 1'b1; hs = i; end
-            if (!o_valid[i]) begin free_any = 1'b1; fs = i; end
-            if (o_valid[i] && o_deadline[i] != 64'd0 && o_deadline[i] <= now) begin
-                exp_any = 1'b1; es = i;
-            end
-            if (o_valid[i]) begin open_any = 1'b1; os = i; end
+        for (i1 = 0; i1 < N; i1 = i1 + 1) begin
+            cam_in[i1] = o_valid[i1] && o_cid[i1] == in_cid;
+            exp_in[i1] = o_valid[i1] && o_deadline[i1] != 64'd0 && o_deadline[i1] <= in_now;
         end
     end
-
-    // the hit order's fields (AMEND / CANCEL / venue frames)
-    wire [15:0] h_sym    = o_sym[hs];
-    wire        h_buy    = o_buy[hs];
-    wire        h_mkt    = o_mkt[hs];
-    wire [63:0] h_price  = o_price[hs];
-    wire [63:0] h_qty    = o_qty[hs];
-    wire [63:0] h_filled = o_filled[hs];
-    wire [2:0]  h_state  = o_state[hs];
-    wire [63:0] h_cid    = o_cid[hs];
-    // the slot being expired / killed
-    wire [15:0] e_sym    = o_sym[e_slot];
-    wire [63:0] e_cid    = o_cid[e_slot];
-    wire [63:0] e_filled = o_filled[e_slot];
-    wire open_two = (o_valid & (o_valid - 1'b1)) != {N{1'b0}};  // two or more open orders
-    // the slot of a CANCEL_TO_VENUE + STATE_CHANGE pair: expiring, cancelled, or swept by the kill switch
-    wire sweep_now = (fsm == F_EXEC) && sweep_en && exp_any;
-    wire [SB-1:0] px = sweep_now ? es : (fsm == F_EXEC && f_type == T_CANCEL) ? hs : os;
-    wire [15:0] p_sym    = o_sym[px];
-    wire [63:0] p_cid    = o_cid[px];
-    wire [63:0] p_filled = o_filled[px];
-    wire [2:0]  p_state  = o_state[px];
-
-    // symbol CAM: the key is the order's symbol for AMEND / VENUE_FILL, else the frame's
-    wire [15:0] key = (f_type == T_AMEND || f_type == T_FILL) ? h_sym : f_sym;
     integer j;
-    reg          shit;  reg [YB-1:0] ss;
-    reg          sfree; reg [YB-1:0] sf;
+    reg yh_in; reg [YB-1:0] y_in;
+    reg sfree; reg [YB-1:0] sfl;
     always @* begin
-        shit = 1'b0; ss = {YB{1'b0}}; sfree = 1'b0; sf = {YB{1'b0}};
+        yh_in = 1'b0; y_in = {YB{1'b0}}; sfree = 1'b0; sfl = {YB{1'b0}};
         for (j = NSYM - 1; j >= 0; j = j - 1) begin
-            if (s_valid[j] && s_id[j] == key) begin shit = 1'b1; ss = j; end
-            if (!s_valid[j]) begin sfree = 1'b1; sf = j; end
+            if (s_valid[j] && s_id[j] == in_sym) begin yh_in = 1'b1; y_in = j; end
+            if (!s_valid[j]) begin sfree = 1'b1; sfl = j; end
         end
     end
-    wire [63:0] l_maxqty   = shit ? s_maxqty[ss]   : 64'd0;
-    wire [63:0] l_maxnot   = shit ? s_maxnot[ss]   : 64'd0;
-    wire [63:0] l_band     = shit ? s_band[ss]     : 64'd0;
-    wire [63:0] l_plim     = shit ? s_plim[ss]     : 64'd0;
-    wire [63:0] l_interval = shit ? s_interval[ss] : 64'd0;
-    wire [63:0] l_ref      = shit ? s_ref[ss]      : 64'd0;
-    wire [63:0] l_last     = shit ? s_last[ss]     : 64'd0;
-    wire signed [W-1:0] l_cap   = shit ? s_cap[ss]   : {W{1'b0}};
-    wire signed [W-1:0] l_level = shit ? s_level[ss] : {W{1'b0}};
-    wire signed [W-1:0] l_pos   = shit ? s_pos[ss]   : {W{1'b0}};
+    assign sf = sfl;
 
-    // ------------------------------------------------------------ pre-trade risk (checks 5..9)
-    wire is_amend = (f_type == T_AMEND);
-    // AMEND: price 0 / qty 0 keep the order's value
-    wire [63:0] a_price = (f_w2 != 64'd0) ? f_w2 : h_price;
-    wire [63:0] a_qty   = (f_w3 != 64'd0) ? f_w3 : h_qty;
-    wire [63:0] r_price = is_amend ? a_price : f_w2;
-    wire [63:0] r_qty   = is_amend ? a_qty : f_w3;
-    wire        r_buy   = is_amend ? h_buy : (f_b1 == 8'd1);
-    wire        r_mkt   = is_amend ? h_mkt : (f_b2 == 8'd1);
-    wire [15:0] r_sym   = is_amend ? h_sym : f_sym;
-    wire signed [W-1:0] r_rem = is_amend ? (sx(a_qty) - sx(h_filled)) : sx(f_w3);
-
-    // open remaining quantity on the same symbol and side (the amended order itself excluded)
-    reg signed [W-1:0] same;
-    integer k;
+    // ------------------------------------------------------------ stage A
+    wire [7:0]  a_type = fA[7:0];
+    wire [63:0] a_w2 = fA[255:192], a_w3 = fA[319:256], a_w5 = fA[447:384], a_w6 = fA[511:448];
+    wire        a_isam = (a_type == T_AMEND);
+    // the order of an AMEND (it runs alone: the table is settled when it leaves A)
+    reg [63:0] ha_price, ha_qty, ha_filled, ha_rem; reg ha_mkt, ha_buy; reg [YB-1:0] ha_y;
     always @* begin
-        same = {W{1'b0}};
-        for (k = 0; k < N; k = k + 1)
-            if (o_valid[k] && o_sym[k] == r_sym && o_buy[k] == r_buy && !(is_amend && k == hs))
-                same = same + (sx(o_qty[k]) - sx(o_filled[k]));
+        ha_price = 64'd0; ha_qty = 64'd0; ha_filled = 64'd0; ha_rem = 64'd0; ha_mkt = 1'b0; ha_buy = 1'b0;
+        ha_y = {YB{1'b0}};
+        for (i2 = 0; i2 < N; i2 = i2 + 1)
+            if (mA[i2]) begin
+                ha_price = ha_price | o_price[i2]; ha_qty = ha_qty | o_qty[i2]; ha_filled = ha_filled | o_filled[i2];
+                ha_rem = ha_rem | o_rem[i2]; ha_mkt = ha_mkt | o_mkt[i2]; ha_buy = ha_buy | o_buy[i2];
+                ha_y = ha_y | o_y[i2];
+            end
     end
+    wire          ha_yh = mA != {N{1'b0}};
+    wire [63:0] am_price = (a_w2 != 64'd0) ? a_w2 : ha_price;   // AMEND: 0 keeps the order's value
+    wire [63:0] am_qty   = (a_w3 != 64'd0) ? a_w3 : ha_qty;
+    wire [63:0] am_ref   = ha_yh ? s_ref[ha_y] : 64'd0;
+    // An AMEND spends one clock in A latching its operands (the table is settled: B and C are
+    // empty), so that its products start from registers like everyone else's.
+    reg         alat;
+    reg [63:0]  lt_price, lt_qty, lt_pm, lt_qm, lt_ref, lt_refm;
+    reg [YB-1:0] lt_y;
+    reg         lt_yh, lt_mkt;
+    wire [YB-1:0] a_y  = a_isam ? lt_y : yA;
+    wire          a_yh = a_isam ? lt_yh : yhA;
+    wire [63:0] a_ref  = a_isam ? lt_ref : (yhA ? s_ref[yA] : 64'd0);
+    wire [63:0] a_refm = a_isam ? lt_refm : (yhA ? s_refm[yA] : 64'd0);
+    wire [63:0] a_bandm = yhA ? s_bandm[yA] : 64'd0;
+    wire        a_bandn = yhA ? s_band[yA][63] : 1'b0;
+    wire        a_mkt    = a_isam ? lt_mkt : (fA[23:16] == 8'd1);
+    wire [63:0] a_price  = a_isam ? lt_price : a_w2;
+    wire [63:0] a_qty    = a_isam ? lt_qty : a_w3;
+    // product 1 (sign-magnitude): NEW / AMEND qty * effective price; REF band * new ref;
+    // LIMITS new band * ref
+    wire [63:0] m1xm = (a_type == T_REF) ? a_bandm : a_isam ? lt_qm : aw3m;
+    wire        m1xn = (a_type == T_REF) ? a_bandn : a_qty[63];
+    wire        y_is_ref = (a_type == T_LIMITS) || (a_type != T_REF && a_mkt);
+    wire [63:0] m1ym = y_is_ref ? a_refm : a_isam ? lt_pm : aw2m;
+    wire        m1yn = y_is_ref ? a_ref[63] : a_price[63];
+    // product 2: LIMITS rate_burst * rate_interval_ns (the interval is unsigned)
+    wire [63:0] m2xm = aw5m;
+    wire [31:0] pp1 [0:15];
+    wire [31:0] pp2 [0:15];
+    genvar ga, gb;
+    generate
+        for (ga = 0; ga < 4; ga = ga + 1) begin : ppa
+            for (gb = 0; gb < 4; gb = gb + 1) begin : ppb
+                assign pp1[4*ga+gb] = m1xm[16*ga +: 16] * m1ym[16*gb +: 16];
+                assign pp2[4*ga+gb] = m2xm[16*ga +: 16] * a_w6[16*gb +: 16];
+            end
+        end
+    endgenerate
+    wire [64:0] a_pdiff = {a_price[63], a_price} - {a_ref[63], a_ref};   // price - ref, 65-bit signed
+    wire [64:0] a_pabs  = a_pdiff[64] ? (~a_pdiff + 65'd1) : a_pdiff;
+    // NEW_ORDER check 4 and the AMEND validity check (both from the frame and the settled order)
+    wire n_invalid = ($signed(a_w3) <= 0) || (fA[23:16] == 8'd2 && $signed(a_w2) <= 0)
+                     || (fA[23:16] == 8'd1 && a_w2 != 64'd0) || (fA[383:320] != 64'd0 && fA[383:320] <= nowA);
+    wire am_invalid = $signed(a_w2) < 0 || $signed(a_w3) < 0 || (a_w2 == 64'd0 && a_w3 == 64'd0)
+                      || (ha_mkt && a_w2 != 64'd0) || ($signed(am_qty) <= $signed(ha_filled));
+    wire [63:0] am_rem = am_qty - ha_filled;        // the amended order's remaining
 
-    wire signed [W-1:0] ref_w     = sx(l_ref);
-    wire signed [W-1:0] eff_price = r_mkt ? ref_w : sx(r_price);
-    wire signed [W-1:0] notional  = sx(r_qty) * eff_price;
-    wire signed [W-1:0] pdiff     = sx(r_price) - ref_w;
-    wire signed [W-1:0] pabs      = pdiff[W-1] ? -pdiff : pdiff;
-    wire signed [W-1:0] band_lhs  = pabs * 10000;
-    wire signed [W-1:0] band_rhs  = sx(l_band) * ref_w;
-    wire signed [W-1:0] exposure  = r_buy ? (l_pos + same + r_rem) : (same + r_rem - l_pos);
-    wire signed [W-1:0] lvl_sum   = l_level + zx(now - l_last);  // refilled by the elapsed event time
-    wire signed [W-1:0] lvl_ref   = (lvl_sum < l_cap) ? lvl_sum : l_cap;
-    wire rate_on = (l_interval != 64'd0);
+    // ------------------------------------------------------------ stage B
+    reg [31:0]  pp1B [0:15];
+    reg [31:0]  pp2B [0:15];
+    reg         m1negB, m2negB;
+    reg [64:0]  pabsB;
+    reg         invB, mktB, buyB;
+    reg [63:0]  priceB, qtyB, amremB, hremB;
+    reg [127:0] mag1, mag2;
+    integer p;
+    always @* begin
+        mag1 = 128'd0; mag2 = 128'd0;
+        for (p = 0; p < 16; p = p + 1) begin
+            mag1 = mag1 + ({96'd0, pp1B[p]} << (16 * ((p / 4) + (p % 4))));
+            mag2 = mag2 + ({96'd0, pp2B[p]} << (16 * ((p / 4) + (p % 4))));
+        end
+    end
+    wire [78:0] lhsB = {14'd0, pabsB} * 79'd10000;          // |price - ref| * 10000
+    wire [63:0] b_interval = yhB ? s_interval[yB] : 64'd0;
+    wire signed [W-1:0] b_cap = yhB ? s_cap[yB] : {W{1'b0}};
+    wire signed [W-1:0] b_cmi = yhB ? s_cmi[yB] : {W{1'b0}};
+    wire signed [W-1:0] thrB  = zx(nowB) - zx(b_interval);  // a token is there iff e <= now - interval
+    wire signed [W-1:0] nmcB  = zx(nowB) - b_cap;           // refill floor: e' >= now - cap
+    wire signed [W-1:0] nmciB = zx(nowB) - b_cmi;           // the same, a token taken
+    // AMEND: its headroom change (the order's own remaining is replaced by the new one); the
+    // headroom itself is read in C, after the expiry sweep that comes first
+    wire [64:0] amdB = {1'b0, hremB} - {1'b0, amremB};
 
-    wire fail_qty  = sx(r_qty) > sx(l_maxqty);
-    wire fail_not  = notional > sx(l_maxnot);
-    wire fail_band = (ref_w <= 0) || (!r_mkt && band_lhs > band_rhs);
-    wire fail_pos  = exposure > sx(l_plim);
-    wire fail_rate = rate_on && (lvl_ref < zx(l_interval));
+    // ------------------------------------------------------------ stage C registers
+    reg [127:0] mag1C, mag2C;
+    reg         m1negC, m2negC;
+    reg [78:0]  lhsC;
+    reg signed [W-1:0] thrC, nmcC, nmciC;
+    reg [64:0]  amdC;
+    reg         invC, mktC, buyC;
+    reg [63:0]  priceC, qtyC, amremC;
+    reg [1:0]   fsm;
+    reg [N-1:0] e_oh;          // slot being expired (its EXPIRED frame is next)
+    reg         lim2;          // LIMITS: capacity computed, commit next
+    reg signed [W-1:0] x_cap;  // LIMITS: the new capacity
+
+    // ------------------------------------------------------------ stage C: lookups
+    wire [7:0]  c_type = fC[7:0];
+    wire [7:0]  c_b1 = fC[15:8];
+    wire [63:0] c_w2 = fC[255:192], c_w3 = fC[319:256], c_w4 = fC[383:320], c_w6 = fC[511:448];
+    wire hit = mC != {N{1'b0}};
+    reg [63:0] h_filled, h_rem; reg h_buy; reg [15:0] h_sym; reg [2:0] h_state; reg [YB-1:0] h_y;
+    always @* begin
+        h_filled = 64'd0; h_rem = 64'd0; h_buy = 1'b0; h_sym = 16'd0;
+        h_state = 3'd0; h_y = {YB{1'b0}};
+        for (i3 = 0; i3 < N; i3 = i3 + 1)
+            if (mC[i3]) begin
+                h_filled = h_filled | o_filled[i3];
+                h_rem = h_rem | o_rem[i3]; h_buy = h_buy | o_buy[i3]; h_sym = h_sym | o_sym[i3];
+                h_state = h_state | o_state[i3]; h_y = h_y | o_y[i3];
+            end
+    end
+    wire [SB-1:0] hs = enc(mC);
+    wire [N-1:0] free_oh = lowest(~o_valid);
+    wire free_any = ~o_valid != {N{1'b0}};
+    wire [SB-1:0] fs = enc(free_oh);
+    wire [N-1:0] es_oh = lowest(eC);
+    wire [N-1:0] os_oh = lowest(o_valid);
+    wire open_any = o_valid != {N{1'b0}};
+    wire open_two = (o_valid & (o_valid - 1'b1)) != {N{1'b0}};
+    wire sweep_now = (fsm == F_EXEC) && has_ts(c_type) && (eC != {N{1'b0}});
+    // the slot of a CANCEL_TO_VENUE + STATE_CHANGE pair: expiring, cancelled, or swept by the kill switch
+    wire [N-1:0] p_oh = sweep_now ? es_oh : (fsm == F_EXEC && c_type == T_CANCEL) ? mC : os_oh;
+    reg [63:0] p_cid, p_filled, p_rem; reg [15:0] p_sym; reg [2:0] p_state; reg p_buy; reg [YB-1:0] p_y;
+    reg [63:0] e_cid, e_filled; reg [15:0] e_sym;
+    always @* begin
+        p_cid = 64'd0; p_filled = 64'd0; p_rem = 64'd0; p_sym = 16'd0; p_state = 3'd0; p_buy = 1'b0;
+        p_y = {YB{1'b0}}; e_cid = 64'd0; e_filled = 64'd0; e_sym = 16'd0;
+        for (i4 = 0; i4 < N; i4 = i4 + 1) begin
+            if (p_oh[i4]) begin
+                p_cid = p_cid | o_cid[i4]; p_filled = p_filled | o_filled[i4]; p_rem = p_rem | o_rem[i4];
+                p_sym = p_sym | o_sym[i4]; p_state = p_state | o_state[i4]; p_buy = p_buy | o_buy[i4];
+                p_y = p_y | o_y[i4];
+            end
+            if (e_oh[i4]) begin
+                e_cid = e_cid | o_cid[i4]; e_filled = e_filled | o_filled[i4]; e_sym = e_sym | o_sym[i4];
+            end
+        end
+    end
+    wire [SB-1:0] px = enc(p_oh);
+
+    // the frame's symbol entry (an AMEND's is its order's, found in A); a VENUE_FILL uses h_y
+    wire [YB-1:0] cy  = yC;
+    wire          cyh = yhC;
+    wire [63:0] l_maxqty   = cyh ? s_maxqty[cy] : 64'd0;
+    wire [63:0] l_maxnot   = cyh ? s_maxnot[cy] : 64'd0;
+    wire [63:0] l_interval = cyh ? s_interval[cy] : 64'd0;
+    wire [63:0] l_ref      = cyh ? s_ref[cy] : 64'd0;
+    wire [63:0] l_plim     = cyh ? s_plim[cy] : 64'd0;
+    wire        l_brneg    = cyh ? s_brneg[cy] : 1'b0;
+    wire [127:0] l_brmag   = cyh ? s_brmag[cy] : 128'd0;
+    wire        l_capok    = cyh ? s_capok[cy] : 1'b0;
+    wire        l_haslim   = cyh ? s_haslim[cy] : 1'b0;
+    wire signed [W-1:0] l_e  = cyh ? s_e[cy] : {W{1'b0}};
+    wire signed [W-1:0] l_hb = cyh ? s_hb[cy] : {W{1'b0}};
+    wire signed [W-1:0] l_hs = cyh ? s_hs[cy] : {W{1'b0}};
+
+    // ------------------------------------------------------------ stage C: pre-trade risk (checks 5..9)
+    wire is_amend = (c_type == T_AMEND);
+    wire [63:0] nmaxnot = cyh ? s_nmaxnot[cy] : 64'd0;
+    wire m1neg = m1negC && (mag1C != 128'd0);
+    wire fail_qty  = $signed(qtyC) > $signed(l_maxqty);
+    wire fail_not  = m1neg ? (l_maxnot[63] && mag1C < {64'd0, nmaxnot})
+                           : (l_maxnot[63] || mag1C > {64'd0, l_maxnot});
+    wire fail_band = ($signed(l_ref) <= 0)
+                     || (!mktC && ((l_brneg && l_brmag != 128'd0) || {49'd0, lhsC} > l_brmag));
+    wire signed [W-1:0] l_hside = buyC ? l_hb : l_hs;
+    wire signed [W-1:0] amh = l_hside + {{(W-65){amdC[64]}}, amdC};   // AMEND: headroom after it
+    wire fail_pos  = is_amend ? (amh < 0) : (l_hside < zx(qtyC));
+    wire rate_on   = (l_interval != 64'd0);
+    wire fail_rate = rate_on && (!l_capok || l_e > thrC);
     wire reach_rate = !fail_qty && !fail_not && !fail_band && !fail_pos && rate_on;
     wire [7:0] risk_reason = fail_qty ? R_MAXQTY : fail_not ? R_NOTIONAL : fail_band ? R_BAND
                            : fail_pos ? R_POSITION : fail_rate ? R_RATE : 8'd0;
-
-    // NEW_ORDER checks 1..4
-    wire n_invalid = ($signed(f_w3) <= 0) || (f_b2 == 8'd2 && $signed(f_w2) <= 0) || (f_b2 == 8'd1 && f_w2 != 64'd0)
-                     || (f_w4 != 64'd0 && f_w4 <= now);
-    wire [7:0] n_reason = kill ? R_KILL : hit ? R_DUP : !free_any ? R_FULL : n_invalid ? R_INVALID : risk_reason;
-    // AMEND checks
-    wire a_invalid = $signed(f_w2) < 0 || $signed(f_w3) < 0 || (f_w2 == 64'd0 && f_w3 == 64'd0)
-                     || (h_mkt && f_w2 != 64'd0) || ($signed(a_qty) <= $signed(h_filled));
-    wire [7:0] a_reason = kill ? R_KILL : !hit ? R_UNKNOWN : a_invalid ? R_INVALID : risk_reason;
-    wire risk_reached = (f_type == T_NEW) ? (!kill && !hit && free_any && !n_invalid)
-                                          : (!kill && hit && !a_invalid);
+    wire [7:0] n_reason = kill ? R_KILL : hit ? R_DUP : !free_any ? R_FULL : invC ? R_INVALID : risk_reason;
+    wire [7:0] a_reason = kill ? R_KILL : !hit ? R_UNKNOWN : invC ? R_INVALID : risk_reason;
+    wire risk_reached = (c_type == T_NEW) ? (!kill && !hit && free_any && !invC) : (!kill && hit && !invC);
+    // bucket after the check: refilled to now (e >= now - cap), a token taken unless it failed
+    wire e_gt = l_e > nmcC;
+    wire signed [W-1:0] l_ei = l_e + zx(l_interval);
+    wire signed [W-1:0] e_new = fail_rate ? (e_gt ? l_e : nmcC) : (e_gt ? l_ei : nmciC);
     // VENUE_FILL
-    wire [64:0] fill_total = {1'b0, h_filled} + {1'b0, f_w3};
-    wire fill_bad  = ($signed(f_w3) <= 0) || ($signed(f_w2) <= 0);
-    wire fill_over = fill_total > {1'b0, h_qty};
-    wire fill_full = fill_total[63:0] == h_qty;
-    // LIMITS: the new capacity and the level refilled to now under it
-    wire signed [W-1:0] new_cap = sx(f_w5) * zx(f_w6);
-    wire signed [W-1:0] lim_lvl = (lvl_sum < new_cap) ? lvl_sum : new_cap;
+    wire fill_bad  = ($signed(c_w3) <= 0) || ($signed(c_w2) <= 0);
+    wire fill_over = c_w3 > h_rem;
+    wire fill_full = c_w3 == h_rem;
+    wire [63:0] fill_total = h_filled + c_w3;
+    // LIMITS (second step): the new capacity and the bucket refilled to now under it
+    wire signed [W-1:0] lim_nmc = zx(nowC) - x_cap;
+    wire signed [W-1:0] lim_e = (l_haslim && l_e > lim_nmc) ? l_e : lim_nmc;
+    wire signed [W-1:0] lim_hb = l_hb + sx(c_w4) - sx(l_plim);
+    wire signed [W-1:0] lim_hs = l_hs + sx(c_w4) - sx(l_plim);
+    // headroom after a NEW_ORDER, a fill, a freed order
+    wire signed [W-1:0] h_new  = l_hside - zx(qtyC);
+    wire signed [W-1:0] h_fill = (h_buy ? s_hs[h_y] : s_hb[h_y]) + zx(c_w3);   // the other side gains
+    wire signed [W-1:0] h_free = (p_buy ? s_hb[p_y] : s_hs[p_y]) + zx(p_rem);
 
-    // ------------------------------------------------------------ per-state action
-    // Outbound frames are assembled once from their fields; each state only picks the fields.
-    // Lane 0 carries every single frame and the first of a pair; lane 1 the second of a pair
-    // (SUBMIT_TO_VENUE after ACCEPTED, AMEND_TO_VENUE after ACCEPTED, STATE_CHANGE after CANCEL_TO_VENUE).
+    // ------------------------------------------------------------ stage C: per-state action
     reg        ov;
     reg [7:0]  ot, ob1, ob2;
     reg [15:0] osym;
@@ -245,66 +419,69 @@ module order_kernel #(
     reg        ov2;
     reg [1:0]  pair;        // lane 1: 1 SUBMIT_TO_VENUE, 2 AMEND_TO_VENUE, 3 STATE_CHANGE(px -> pnew)
     reg [2:0]  pnew;
-    reg        last;        // this cycle ends the frame's answer
+    reg        last;        // this step ends the frame's answer
+    reg        emit;        // this step writes a beat
     reg [1:0]  nfsm;
-    reg [7:0]  rej;         // nonzero: this cycle emits REJECTED(rej)
-    reg        sweeping;    // EXEC emits the CANCEL_TO_VENUE + STATE_CHANGE of an expired order
+    reg [7:0]  rej;
+    reg        sweeping;
+    reg        lim1;        // LIMITS first step: compute the capacity
     always @* begin
         ov = 1'b0; ot = 8'd0; ob1 = 8'd0; ob2 = 8'd0; osym = 16'd0;
         ow0 = 64'd0; ow1 = 64'd0; ow2 = 64'd0; ow3 = 64'd0; ow4 = 64'd0;
         ov2 = 1'b0; pair = 2'd0; pnew = 3'd0;
-        last = 1'b0; nfsm = F_IDLE; rej = 8'd0; sweeping = 1'b0;
+        last = 1'b0; emit = 1'b0; nfsm = F_EXEC; rej = 8'd0; sweeping = 1'b0; lim1 = 1'b0;
         case (fsm)
-            F_IDLE: last = 1'b1;
             F_EXEC: begin
                 if (sweep_now) begin
-                    sweeping = 1'b1;
+                    sweeping = 1'b1; emit = 1'b1;
                     ov = 1'b1; ot = T_CANCEL_V; osym = p_sym; ow0 = p_cid;
                     ov2 = 1'b1; pair = 2'd3; pnew = S_EXPIRED;
                     nfsm = F_EXP3;
+                end else if (c_type == T_LIMITS && !lim2) begin
+                    lim1 = 1'b1;
                 end else begin
-                    last = 1'b1;
-                    case (f_type)
+                    last = 1'b1; emit = 1'b1;
+                    case (c_type)
                         T_NEW: if (n_reason != 8'd0) rej = n_reason;
                                else begin
-                                   ov = 1'b1; ot = T_ACCEPTED; ob1 = T_NEW; ow0 = f_w0; ow1 = fs; ow2 = now;
+                                   ov = 1'b1; ot = T_ACCEPTED; ob1 = T_NEW; ow0 = c_cid; ow1 = fs; ow2 = nowC;
                                    ov2 = 1'b1; pair = 2'd1;
                                end
                         T_AMEND: if (a_reason != 8'd0) rej = a_reason;
                                  else begin
-                                     ov = 1'b1; ot = T_ACCEPTED; ob1 = T_AMEND; ow0 = f_w0; ow1 = hs; ow2 = now;
+                                     ov = 1'b1; ot = T_ACCEPTED; ob1 = T_AMEND; ow0 = c_cid; ow1 = hs; ow2 = nowC;
                                      ov2 = 1'b1; pair = 2'd2;
                                  end
                         T_CANCEL: if (!hit) rej = R_UNKNOWN;
                                   else begin
-                                      ov = 1'b1; ot = T_CANCEL_V; osym = h_sym; ow0 = h_cid;
+                                      ov = 1'b1; ot = T_CANCEL_V; osym = h_sym; ow0 = c_cid;
                                       ov2 = 1'b1; pair = 2'd3; pnew = S_CANCELLED;
                                   end
                         T_ACK: if (!hit) rej = R_UNKNOWN;
                                else if (h_state == S_PENDING) begin
                                    ov = 1'b1; ot = T_STATE; ob1 = S_PENDING; ob2 = S_SUBMITTED; osym = h_sym;
-                                   ow0 = h_cid; ow1 = hs; ow2 = h_filled;
+                                   ow0 = c_cid; ow1 = hs; ow2 = h_filled;
                                end
                         T_FILL: if (!hit) rej = R_UNKNOWN;
                                 else if (fill_bad) rej = R_INVALID;
                                 else if (fill_over) rej = R_OVERFILL;
                                 else begin
                                     ov = 1'b1; ot = T_STATE; ob1 = h_state; ob2 = fill_full ? S_FILLED : S_PARTIAL;
-                                    osym = h_sym; ow0 = h_cid; ow1 = hs; ow2 = fill_total[63:0]; ow3 = f_w3;
-                                    ow4 = f_w2;
+                                    osym = h_sym; ow0 = c_cid; ow1 = hs; ow2 = fill_total; ow3 = c_w3;
+                                    ow4 = c_w2;
                                 end
                         T_VREJ: if (!hit) rej = R_UNKNOWN;
                                 else if (h_state == S_PARTIAL) rej = R_BADSTATE;
                                 else begin
                                     ov = 1'b1; ot = T_STATE; ob1 = h_state; ob2 = S_REJECTED; osym = h_sym;
-                                    ow0 = h_cid; ow1 = hs; ow2 = h_filled;
+                                    ow0 = c_cid; ow1 = hs; ow2 = h_filled;
                                 end
                         T_VCANC: if (!hit) rej = R_UNKNOWN;
                                  else begin
                                      ov = 1'b1; ot = T_STATE; ob1 = h_state; ob2 = S_CANCELLED; osym = h_sym;
-                                     ow0 = h_cid; ow1 = hs; ow2 = h_filled;
+                                     ow0 = c_cid; ow1 = hs; ow2 = h_filled;
                                  end
-                        T_KILL: if (f_b1[0] && open_any) begin
+                        T_KILL: if (c_b1[0] && open_any) begin
                                     ov = 1'b1; ot = T_CANCEL_V; osym = p_sym; ow0 = p_cid;
                                     ov2 = 1'b1; pair = 2'd3; pnew = S_CANCELLED;
                                     if (open_two) begin last = 1'b0; nfsm = F_KILL; end
@@ -312,16 +489,16 @@ module order_kernel #(
                         default: ;  // REF_PRICE, LIMITS, TICK, KILL_SWITCH off: no outbound frame
                     endcase
                     if (rej != 8'd0) begin
-                        ov = 1'b1; ot = T_REJECTED; ob1 = f_type; ob2 = rej; ow0 = f_w0; ow1 = now;
+                        ov = 1'b1; ot = T_REJECTED; ob1 = c_type; ob2 = rej; ow0 = c_cid; ow1 = nowC;
                     end
                 end
             end
             F_EXP3: begin
-                ov = 1'b1; nfsm = F_EXEC;
-                ot = T_EXPIRED; osym = e_sym; ow0 = e_cid; ow1 = now; ow2 = e_filled;
+                emit = 1'b1; ov = 1'b1; nfsm = F_EXEC;
+                ot = T_EXPIRED; osym = e_sym; ow0 = e_cid; ow1 = nowC; ow2 = e_filled;
             end
             F_KILL: begin
-                ov = 1'b1; ot = T_CANCEL_V; osym = p_sym; ow0 = p_cid;
+                emit = 1'b1; ov = 1'b1; ot = T_CANCEL_V; osym = p_sym; ow0 = p_cid;
                 ov2 = 1'b1; pair = 2'd3; pnew = S_CANCELLED;
                 if (open_two) nfsm = F_KILL; else last = 1'b1;
             end
@@ -329,53 +506,131 @@ module order_kernel #(
         endcase
     end
 
-    assign out_valid = ov;
-    assign out_data = {64'd0, 64'd0, ow4, ow3, ow2, ow1, ow0, osym, 16'd0, 8'd0, ob2, ob1, ot};
-    assign out_valid2 = ov2;
-    assign out_data2 =
-        (pair == 2'd1) ? {128'd0, 64'd0, f[319:192], 64'd0, f[127:8], T_SUBMIT}  // NEW_ORDER minus ts, deadline
-      : (pair == 2'd2) ? {192'd0, a_qty, a_price, 64'd0, h_cid, h_sym, 40'd0, T_AMEND_V}
+    wire [511:0] beat0 = {64'd0, 64'd0, ow4, ow3, ow2, ow1, ow0, osym, 16'd0, 8'd0, ob2, ob1, ot};
+    wire [511:0] beat1 =
+        (pair == 2'd1) ? {128'd0, 64'd0, fC[319:192], 64'd0, fC[127:8], T_SUBMIT}  // NEW_ORDER minus ts, deadline
+      : (pair == 2'd2) ? {192'd0, qtyC, priceC, 64'd0, c_cid, h_sym, 40'd0, T_AMEND_V}
       : (pair == 2'd3) ? {128'd0, 64'd0, 64'd0, p_filled, {{(64-SB){1'b0}}, px}, p_cid, p_sym, 16'd0, 8'd0,
                           5'd0, pnew, 5'd0, p_state, T_STATE}
       : 512'd0;
-    wire adv = !ov || out_ready;
-    assign in_ready = (fsm == F_IDLE) || (last && adv);
-    assign idle = (fsm == F_IDLE);
+
+    // ------------------------------------------------------------ output FIFO (2 beats)
+    reg [1:0]   q_cnt;
+    reg         q_rd, q_wr;
+    reg [1:0]   q_n [0:1];
+    reg         q_eor [0:1];
+    reg [511:0] q_d0 [0:1];
+    reg [511:0] q_d1 [0:1];
+    assign out_valid = q_cnt != 2'd0;
+    assign out_n = q_n[q_rd];
+    assign out_eor = q_eor[q_rd];
+    assign out_data = q_d0[q_rd];
+    assign out_data2 = q_d1[q_rd];
+    wire pop = out_valid && out_ready;
+    assign stepC = vC && (q_cnt != 2'd2);   // room for a beat, whatever out_ready does this clock
+    wire push = stepC && emit;
+    assign advC = stepC && last;
+
+    // ------------------------------------------------------------ pipeline flow
+    wire c_free = !vC || advC;
+    wire b_go = vB && c_free;
+    wire b_free = !vB || b_go;
+    wire a_go = vA && b_free && !(ser(a_type) && (vB || vC)) && !(vB && ser(fB[7:0])) && !(vC && ser(c_type))
+                && !(a_isam && !alat);
+    wire a_latch = vA && a_isam && !alat && !vB && !vC;
+    assign in_ready = !vA || a_go;
     wire take = in_valid && in_ready;
+    assign idle = !vA && !vB && !vC && (q_cnt == 2'd0);
 
-    // ------------------------------------------------------------ write enables (all gated by adv)
-    wire exec = adv && (fsm == F_EXEC) && !sweeping;
-    wire ld_new   = exec && f_type == T_NEW && n_reason == 8'd0;                      // slot fs takes the order
-    wire upd_px   = exec && f_type == T_AMEND && a_reason == 8'd0;                    // slot hs price / qty
-    wire upd_fill = exec && f_type == T_FILL && hit && !fill_bad && !fill_over;       // slot hs filled / state
-    wire upd_ack  = exec && f_type == T_ACK && hit && h_state == S_PENDING;
-    wire free_h   = exec && hit && ((f_type == T_CANCEL) || (f_type == T_VCANC)
-                                    || (f_type == T_VREJ && h_state != S_PARTIAL) || (upd_fill && fill_full));
-    wire free_e   = adv && fsm == F_EXP3;
-    wire free_p   = adv && ((exec && f_type == T_KILL && f_b1[0] && open_any) || fsm == F_KILL);  // slot px
-    wire bucket_we = exec && (f_type == T_NEW || f_type == T_AMEND) && risk_reached && reach_rate && shit;
-    wire pos_we   = upd_fill && shit;
-    wire ref_we   = exec && f_type == T_REF && (shit || sfree);
-    wire lim_we   = exec && f_type == T_LIMITS && (shit || sfree);
-    wire [YB-1:0] sidx = shit ? ss : sf;   // the entry a REF_PRICE / LIMITS frame writes (allocated if new)
-    wire signed [W-1:0] bucket_lvl = fail_rate ? lvl_ref : lvl_ref - zx(l_interval);
-    wire signed [W-1:0] pos_new = h_buy ? l_pos + sx(f_w3) : l_pos - sx(f_w3);
+    // ------------------------------------------------------------ write enables (all gated by stepC)
+    wire exec = stepC && (fsm == F_EXEC) && !sweeping && !lim1;
+    wire ld_new   = exec && c_type == T_NEW && n_reason == 8'd0;
+    wire upd_px   = exec && is_amend && a_reason == 8'd0;
+    wire upd_fill = exec && c_type == T_FILL && hit && !fill_bad && !fill_over;
+    wire upd_ack  = exec && c_type == T_ACK && hit && h_state == S_PENDING;
+    wire free_h   = exec && hit && ((c_type == T_CANCEL) || (c_type == T_VCANC)
+                                    || (c_type == T_VREJ && h_state != S_PARTIAL) || (upd_fill && fill_full));
+    wire free_e   = stepC && fsm == F_EXP3;
+    wire free_p   = (exec && c_type == T_KILL && c_b1[0] && open_any) || (stepC && fsm == F_KILL);
+    wire bucket_we = exec && (c_type == T_NEW || is_amend) && risk_reached && reach_rate && cyh;
+    wire ref_we   = exec && c_type == T_REF && (yhC || sfree);
+    wire lim_we   = exec && c_type == T_LIMITS && (yhC || sfree);
+    wire [YB-1:0] sidx = yhC ? yC : sf;   // the entry a REF_PRICE / LIMITS frame writes (allocated if new)
+    assign alloc_en = ld_new;
+    assign fs_oh = free_oh;
+    // freed slots: a free by the hit order is the p slot only for CANCEL; the rest use mC / e_oh
+    assign free_mask = (free_h ? mC : {N{1'b0}}) | (free_e ? e_oh : {N{1'b0}}) | (free_p ? os_oh : {N{1'b0}});
+    assign symalloc_en = (ref_we || lim_we) && !yhC;
+    // headroom: one write per step. The order that leaves by CANCEL / VENUE_CANCELLED / VENUE_REJECT
+    // gives its remaining back (the p slot is the hit slot for CANCEL; for the venue frames use h_*).
+    wire hr_venue = exec && hit && ((c_type == T_VCANC) || (c_type == T_VREJ && h_state != S_PARTIAL));
+    wire signed [W-1:0] h_freeh = (h_buy ? s_hb[h_y] : s_hs[h_y]) + zx(h_rem);
+    wire hr_p = sweeping && stepC || (exec && c_type == T_CANCEL && hit) || free_p;
 
-    // ------------------------------------------------------------ control registers
+    // ------------------------------------------------------------ control and pipeline registers
+    integer r;
     always @(posedge clk) begin
         if (rst) begin
-            fsm <= F_IDLE; now <= 64'd0; kill <= 1'b0; f <= 512'd0; e_slot <= {SB{1'b0}};
+            vA <= 1'b0; vB <= 1'b0; vC <= 1'b0; now <= 64'd0; kill <= 1'b0; fsm <= F_EXEC; lim2 <= 1'b0;
+            q_cnt <= 2'd0; q_rd <= 1'b0; q_wr <= 1'b0; e_oh <= {N{1'b0}}; alat <= 1'b0;
         end else begin
-            if (adv) begin
-                if (sweeping) e_slot <= es;
-                if (exec && f_type == T_KILL) kill <= f_b1[0];
-                if (fsm != F_IDLE) fsm <= nfsm;
+            // stage C
+            if (stepC) begin
+                if (sweeping) e_oh <= es_oh;
+                if (exec && c_type == T_KILL) kill <= c_b1[0];
+                fsm <= nfsm;
+                lim2 <= lim1;
+                if (lim1) x_cap <= m2negC ? -{{(W-128){1'b0}}, mag2C} : {{(W-128){1'b0}}, mag2C};
             end
+            if (b_go) begin
+                vC <= 1'b1; fC <= fB; nowC <= nowB; mC <= fix_m(mB, keep, amask, fB[127:64], c_cid); eC <= fix_e(eB, keep, amask, nowB, c_dl);
+                yC <= yB; yhC <= yhB;
+                mag1C <= mag1; mag2C <= mag2; m1negC <= m1negB; m2negC <= m2negB; lhsC <= lhsB;
+                thrC <= thrB; nmcC <= nmcB; nmciC <= nmciB; amdC <= amdB;
+                invC <= invB; mktC <= mktB; buyC <= buyB; priceC <= priceB; qtyC <= qtyB; amremC <= amremB;
+            end else begin
+                if (advC) vC <= 1'b0;
+                mC <= fix_m(mC, keep, amask, c_cid, c_cid); eC <= fix_e(eC, keep, amask, nowC, c_dl);
+            end
+            // stage B
+            if (a_go) begin
+                vB <= 1'b1; fB <= fA; nowB <= nowA; mB <= fix_m(mA, keep, amask, fA[127:64], c_cid); eB <= fix_e(eA, keep, amask, nowA, c_dl);
+                yB <= a_y; yhB <= a_yh;
+                for (r = 0; r < 16; r = r + 1) begin pp1B[r] <= pp1[r]; pp2B[r] <= pp2[r]; end
+                m1negB <= m1xn ^ m1yn; m2negB <= a_w5[63];
+                pabsB <= a_pabs;
+                invB <= a_isam ? am_invalid : n_invalid;
+                mktB <= a_mkt; buyB <= a_isam ? ha_buy : (fA[15:8] == 8'd1);
+                priceB <= a_price; qtyB <= a_qty; amremB <= am_rem; hremB <= ha_rem;
+            end else begin
+                if (b_go) vB <= 1'b0;
+                mB <= fix_m(mB, keep, amask, fB[127:64], c_cid); eB <= fix_e(eB, keep, amask, nowB, c_dl);
+            end
+            // stage A (an AMEND latches its operands first)
+            if (a_latch) begin
+                alat <= 1'b1;
+                lt_price <= am_price; lt_qty <= am_qty; lt_pm <= mag64(am_price); lt_qm <= mag64(am_qty);
+                lt_ref <= am_ref; lt_refm <= mag64(am_ref); lt_y <= ha_y; lt_yh <= ha_yh; lt_mkt <= ha_mkt;
+            end
+            if (a_go) alat <= 1'b0;
             if (take) begin
-                f <= in_data;
-                fsm <= F_EXEC;
-                if (in_has_ts && in_ts > now) now <= in_ts;
+                vA <= 1'b1; fA <= in_data; nowA <= in_now; now <= in_now;
+                aw2m <= mag64(in_data[255:192]); aw3m <= mag64(in_data[319:256]); aw5m <= mag64(in_data[447:384]);
+                mA <= fix_m(cam_in, keep, amask, in_cid, c_cid); eA <= fix_e(exp_in, keep, amask, in_now, c_dl);
+                if (symalloc_en && in_sym == c_sym) begin yA <= sf; yhA <= 1'b1; end
+                else begin yA <= y_in; yhA <= yh_in; end
+            end else begin
+                if (a_go) vA <= 1'b0;
+                mA <= fix_m(mA, keep, amask, fA[127:64], c_cid); eA <= fix_e(eA, keep, amask, nowA, c_dl);
+                if (symalloc_en && fA[63:48] == c_sym) begin yA <= sf; yhA <= 1'b1; end
             end
+            // output FIFO
+            if (push) begin
+                q_n[q_wr] <= {1'b0, ov} + {1'b0, ov2}; q_eor[q_wr] <= last; q_d0[q_wr] <= beat0; q_d1[q_wr] <= beat1;
+                q_wr <= ~q_wr;
+            end
+            if (pop) q_rd <= ~q_rd;
+            q_cnt <= q_cnt + {1'b0, push} - {1'b0, pop};
         end
     end
 
@@ -385,21 +640,21 @@ module order_kernel #(
         for (g = 0; g < N; g = g + 1) begin : slot
             always @(posedge clk) begin
                 if (rst) o_valid[g] <= 1'b0;
-                else if (ld_new && fs == g) begin
-                    o_valid[g] <= 1'b1; o_buy[g] <= (f_b1 == 8'd1); o_mkt[g] <= (f_b2 == 8'd1);
-                    o_cid[g] <= f_w0; o_sym[g] <= f_sym; o_price[g] <= f_w2;
-                    o_qty[g] <= f_w3; o_filled[g] <= 64'd0; o_deadline[g] <= f_w4;
+                else if (ld_new && free_oh[g]) begin
+                    o_valid[g] <= 1'b1; o_buy[g] <= (c_b1 == 8'd1); o_mkt[g] <= (fC[23:16] == 8'd1);
+                    o_cid[g] <= c_cid; o_sym[g] <= c_sym; o_price[g] <= c_w2; o_y[g] <= yC;
+                    o_qty[g] <= c_w3; o_filled[g] <= 64'd0; o_rem[g] <= c_w3; o_deadline[g] <= c_w4;
                     o_state[g] <= S_PENDING;
                 end else begin
-                    if ((free_h && hs == g) || (free_e && e_slot == g) || (free_p && px == g)) o_valid[g] <= 1'b0;
-                    if (upd_px && hs == g) begin
-                        o_price[g] <= a_price; o_qty[g] <= a_qty;
+                    if (free_mask[g]) o_valid[g] <= 1'b0;
+                    if (upd_px && mC[g]) begin
+                        o_price[g] <= priceC; o_qty[g] <= qtyC; o_rem[g] <= amremC;
                     end
-                    if (upd_fill && hs == g) begin
-                        o_filled[g] <= fill_total[63:0];
+                    if (upd_fill && mC[g]) begin
+                        o_filled[g] <= fill_total; o_rem[g] <= h_rem - c_w3;
                         o_state[g] <= fill_full ? S_FILLED : S_PARTIAL;
                     end
-                    if (upd_ack && hs == g) o_state[g] <= S_SUBMITTED;
+                    if (upd_ack && mC[g]) o_state[g] <= S_SUBMITTED;
                 end
             end
         end
@@ -412,26 +667,46 @@ module order_kernel #(
             always @(posedge clk) begin
                 if (rst) s_valid[y] <= 1'b0;
                 else begin
-                    if ((ref_we || lim_we) && sidx == y && !shit) begin  // allocate: limits 0 (fail closed)
-                        s_valid[y] <= 1'b1; s_id[y] <= f_sym; s_haslim[y] <= 1'b0;
-                        s_maxqty[y] <= 64'd0; s_maxnot[y] <= 64'd0; s_band[y] <= 64'd0;
-                        s_plim[y] <= 64'd0; s_interval[y] <= 64'd0; s_last[y] <= 64'd0;
-                        s_ref[y] <= 64'd0; s_cap[y] <= {W{1'b0}}; s_level[y] <= {W{1'b0}};
-                        s_pos[y] <= {W{1'b0}};
+                    if ((ref_we || lim_we) && sidx == y && !yhC) begin  // allocate: limits 0 (fail closed)
+                        s_valid[y] <= 1'b1; s_id[y] <= c_sym; s_haslim[y] <= 1'b0; s_capok[y] <= 1'b0;
+                        s_maxqty[y] <= 64'd0; s_maxnot[y] <= 64'd0; s_nmaxnot[y] <= 64'd0; s_band[y] <= 64'd0;
+                        s_plim[y] <= 64'd0; s_interval[y] <= 64'd0; s_ref[y] <= 64'd0;
+                        s_refm[y] <= 64'd0; s_bandm[y] <= 64'd0;
+                        s_brneg[y] <= 1'b0; s_brmag[y] <= 128'd0;
+                        s_cap[y] <= {W{1'b0}}; s_cmi[y] <= {W{1'b0}}; s_e[y] <= {W{1'b0}};
+                        s_hb[y] <= {W{1'b0}}; s_hs[y] <= {W{1'b0}};
                     end
-                    if (ref_we && sidx == y) s_ref[y] <= f_w2;
+                    if (ref_we && sidx == y) begin
+                        s_ref[y] <= c_w2; s_refm[y] <= mag64(c_w2); s_brneg[y] <= m1negC; s_brmag[y] <= mag1C;
+                    end
                     if (lim_we && sidx == y) begin
                         s_haslim[y] <= 1'b1;
-                        s_maxqty[y] <= f_w1; s_maxnot[y] <= f_w2; s_band[y] <= f_w3;
-                        s_plim[y] <= f_w4; s_interval[y] <= f_w6; s_cap[y] <= new_cap;
-                        // a new bucket starts full; an existing one is refilled to now under the new cap
-                        s_level[y] <= (shit && s_haslim[y]) ? lim_lvl : new_cap;
-                        s_last[y] <= now;
+                        s_maxqty[y] <= fC[191:128]; s_maxnot[y] <= c_w2; s_nmaxnot[y] <= ~c_w2 + 64'd1; s_band[y] <= c_w3; s_bandm[y] <= mag64(c_w3);
+                        s_plim[y] <= c_w4; s_interval[y] <= c_w6;
+                        s_brneg[y] <= m1negC; s_brmag[y] <= mag1C;
+                        s_cap[y] <= x_cap; s_cmi[y] <= x_cap - zx(c_w6);
+                        s_capok[y] <= x_cap >= zx(c_w6);
+                        // a new bucket starts full (e = now - cap); an existing one is refilled to now
+                        s_e[y] <= lim_e;
+                        s_hb[y] <= lim_hb; s_hs[y] <= lim_hs;
                     end
-                    if (bucket_we && ss == y) begin
-                        s_level[y] <= bucket_lvl; s_last[y] <= now;
+                    if (bucket_we && cy == y) s_e[y] <= e_new;
+                    // position headroom: one change per step
+                    if (ld_new && cy == y) begin
+                        if (buyC) s_hb[y] <= h_new; else s_hs[y] <= h_new;
                     end
-                    if (pos_we && ss == y) s_pos[y] <= pos_new;
+                    if (upd_px && cy == y) begin
+                        if (buyC) s_hb[y] <= amh; else s_hs[y] <= amh;
+                    end
+                    if (upd_fill && h_y == y) begin
+                        if (h_buy) s_hs[y] <= h_fill; else s_hb[y] <= h_fill;
+                    end
+                    if (hr_venue && h_y == y) begin
+                        if (h_buy) s_hb[y] <= h_freeh; else s_hs[y] <= h_freeh;
+                    end
+                    if (hr_p && p_y == y) begin
+                        if (p_buy) s_hb[y] <= h_free; else s_hs[y] <= h_free;
+                    end
                 end
             end
         end

@@ -1,7 +1,7 @@
 """The rtl-sim bridge: serve inbound frames from a socket to the RTL kernel (see kernel/orders/rtl_sim.py).
 
 Connects to 127.0.0.1:OK_BRIDGE_PORT; per 64-byte frame received, drives it into the kernel,
-clocks until the kernel is idle (all of that frame's outbound frames have left) and answers with
+clocks until the kernel's end-of-answer beat for it has left (out_eor) and answers with
 a 2-byte little-endian count and the frames. End of stream ends the test and the simulation.
 """
 

@@ -1,10 +1,9 @@
 """Shared bench code for the order-kernel RTL: the frame driver, the scoreboard, coverage and stimulus.
 
-The driver follows the kernel's timing contract (hw/rtl/order_kernel.v): a frame is taken on
-a rising edge with in_valid && in_ready; every outbound frame fired after that edge, up to
-the edge that takes the next frame, belongs to it (per clock: lane 0, then lane 1 if valid).
-Inputs are driven and outputs sampled on the falling edge, so one `await` per clock is all the
-Python work a cycle costs.
+The driver follows the kernel's contract (hw/rtl/order_kernel.v): a frame is taken on a rising
+edge with in_valid && in_ready; outbound beats (out_valid && out_ready, 0..2 frames each) leave in
+inbound order and the beat with out_eor closes one inbound frame's answer. Inputs are driven and
+outputs sampled on the falling edge, so one `await` per clock is all the Python work a cycle costs.
 """
 
 from __future__ import annotations
@@ -78,40 +77,56 @@ async def restart(dut: Any) -> None:
     dut.rst.value = 0
 
 
-async def run_frames(dut: Any, frames: Sequence[bytes], stats: RunStats | None = None) -> list[list[bytes]]:
-    """Drive `frames` back to back; return each frame's outbound frames, in order."""
+async def run_frames(dut: Any, frames: Sequence[bytes], stats: RunStats | None = None, stall: float = 0.0,
+                     rng: random.Random | None = None) -> list[list[bytes]]:
+    """Drive `frames` back to back; return each frame's outbound frames, in order.
+
+    Answers leave in inbound order: the beats up to and including the k-th `out_eor` beat are the
+    k-th frame's. `stall` is the probability that `out_ready` is low in a clock (back-pressure,
+    drawn from `rng`); the frames must not change with it.
+    """
     ints = [int.from_bytes(f, "little") for f in frames]
     n = len(ints)
     outs: list[list[bytes]] = [[] for _ in range(n)]
     fe = FallingEdge(dut.clk)
-    ov, od, ir, iv, idata, idle = dut.out_valid, dut.out_data, dut.in_ready, dut.in_valid, dut.in_data, dut.idle
-    ov2, od2 = dut.out_valid2, dut.out_data2
+    ov, on, oeor, od, od2 = dut.out_valid, dut.out_n, dut.out_eor, dut.out_data, dut.out_data2
+    ir, iv, idata, ordy = dut.in_ready, dut.in_valid, dut.in_data, dut.out_ready
+    if stall and rng is None:
+        raise ValueError("run_frames: a stall probability needs an rng (random.Random) to draw it from")
     i = 0
-    cur = -1
+    resp = 0
     cycle = 0
     taken: list[int] = []
-    first: list[int] = []
+    first: list[int] = [-1] * n
     while True:
-        if ov.value:
-            if cur < 0:
-                raise AssertionError("the kernel emitted a frame before it was given one")
-            if not outs[cur]:
-                first[cur] = cycle
-            outs[cur].append(od.value.to_unsigned().to_bytes(64, "little"))
-            if ov2.value:  # lane 1: the second frame of a pair, after lane 0
-                outs[cur].append(od2.value.to_unsigned().to_bytes(64, "little"))
+        # in_ready and the output beat depend on registers only: sample, then drive the next edge
+        ready = not (stall and rng is not None and rng.random() < stall)
+        ordy.value = int(ready)
+        if ov.value and ready:
+            if resp >= len(taken):
+                raise AssertionError("the kernel emitted a beat for a frame it was not given")
+            count = int(on.value)
+            if count and first[resp] < 0:
+                first[resp] = cycle
+            if count >= 1:
+                outs[resp].append(od.value.to_unsigned().to_bytes(64, "little"))
+            if count == 2:  # lane 1: the second frame of a pair, after lane 0
+                outs[resp].append(od2.value.to_unsigned().to_bytes(64, "little"))
+            if oeor.value:
+                resp += 1
         if ir.value:
             if i < n:
                 idata.value = ints[i]
                 iv.value = 1
-                cur = i
                 taken.append(cycle)
-                first.append(-1)
                 i += 1
             else:
                 iv.value = 0
-                if idle.value:
-                    break
+        if resp == n and i == n:
+            iv.value = 0
+            await fe  # the last beat leaves at this rising edge; the next call starts after it
+            cycle += 1
+            break
         await fe
         cycle += 1
     if stats is not None:
@@ -165,17 +180,17 @@ REJECT_BINS = (
 OUTBOUND_BINS = [t for t in MsgType if t >= 0x80]
 
 
-@CoverPoint("order_kernel.transition", xf=lambda old, new: (old, new), bins=TRANSITION_BINS)
+@CoverPoint("order_kernel.transition", xf=lambda old, new: (old, new), bins=TRANSITION_BINS)  # type: ignore[untyped-decorator]
 def _cover_transition(old: OrderState, new: OrderState) -> None:
     pass
 
 
-@CoverPoint("order_kernel.reject", xf=lambda req, reason: (req, reason), bins=REJECT_BINS)
+@CoverPoint("order_kernel.reject", xf=lambda req, reason: (req, reason), bins=REJECT_BINS)  # type: ignore[untyped-decorator]
 def _cover_reject(req: MsgType, reason: Reason) -> None:
     pass
 
 
-@CoverPoint("order_kernel.outbound", xf=lambda t: t, bins=OUTBOUND_BINS)
+@CoverPoint("order_kernel.outbound", xf=lambda t: t, bins=OUTBOUND_BINS)  # type: ignore[untyped-decorator]
 def _cover_outbound(t: MsgType) -> None:
     pass
 

@@ -7,10 +7,11 @@ The last test fails if the directed suite left a coverage bin empty.
 from __future__ import annotations
 
 import os
+import random
 from typing import Any
 
 import cocotb
-from okbench import compare, coverage_report, model_outputs, reset, run_frames, sample_coverage
+from okbench import compare, coverage_report, model_outputs, reset, restart, run_frames, sample_coverage
 
 from allele.kernel.orders.frames import (
     Accepted,
@@ -39,6 +40,8 @@ from allele.kernel.orders.frames import (
     VenueReject,
     decode,
     encode,
+    limit_order,
+    market_order,
 )
 
 SLOTS = int(os.environ.get("OK_SLOTS", "8"))
@@ -50,18 +53,27 @@ BASE: list[Message] = [RefPrice(SYM, 1000), Limits(SYM, 100, 1_000_000, 500, 100
 
 def new(cid: int, price: int = 1000, qty: int = 10, side: Side = Side.BUY, ts: int = 0, deadline: int = 0,
         market: bool = False, sym: int = SYM) -> NewOrder:
-    return NewOrder(cid, sym, side, OrderType.MARKET if market else OrderType.LIMIT, TimeInForce.GTC,
-                    0 if market else price, qty, ts, deadline)
+    """A GTC order on this bench's symbol (the builders are frames.limit_order / market_order)."""
+    if market:
+        return market_order(cid, sym, qty, side=side, tif=TimeInForce.GTC, ts_ns=ts, deadline_ns=deadline)
+    return limit_order(cid, sym, price, qty, side=side, ts_ns=ts, deadline_ns=deadline)
 
 
 async def scenario(dut: Any, msgs: list[Message], base: bool = True) -> list[list[Message]]:
-    """Run `msgs` (after the BASE limits) on a fresh RTL kernel; check every frame against the model."""
+    """Run `msgs` (after the BASE limits) on a fresh RTL kernel; check every frame against the model.
+
+    The stream runs twice: with out_ready always high, then again from reset with out_ready low in
+    40% of the clocks (back-pressure); both answers must be the model's.
+    """
     await reset(dut)  # each cocotb test starts its own clock (a test's tasks end with it)
     stream = (BASE if base else []) + msgs
     frames = [encode(m) for m in stream]
     expected = model_outputs(frames, SLOTS)
     got = await run_frames(dut, frames)
     compare(frames, expected, got)
+    await restart(dut)
+    compare(frames, expected, await run_frames(dut, frames, stall=0.4, rng=random.Random(len(frames))),
+            context="out_ready back-pressure: ")
     sample_coverage(got)
     return [[decode(f) for f in g] for g in got[len(stream) - len(msgs):]]
 

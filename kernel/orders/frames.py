@@ -163,6 +163,18 @@ class NewOrder:
     deadline_ns: int = 0
 
 
+def limit_order(client_order_id: int, symbol: int, price: int, qty: int, *, side: Side = Side.BUY,
+                tif: TimeInForce = TimeInForce.GTC, ts_ns: int = 0, deadline_ns: int = 0) -> NewOrder:
+    """A limit NEW_ORDER (the one builder the model tests and the RTL benches share)."""
+    return NewOrder(client_order_id, symbol, side, OrderType.LIMIT, tif, price, qty, ts_ns, deadline_ns)
+
+
+def market_order(client_order_id: int, symbol: int, qty: int, *, side: Side = Side.BUY,
+                 tif: TimeInForce = TimeInForce.IOC, ts_ns: int = 0, deadline_ns: int = 0) -> NewOrder:
+    """A market NEW_ORDER: price 0, the kernel prices it at the symbol's reference price."""
+    return NewOrder(client_order_id, symbol, side, OrderType.MARKET, tif, 0, qty, ts_ns, deadline_ns)
+
+
 @dataclass(frozen=True, slots=True)
 class Amend:
     client_order_id: int

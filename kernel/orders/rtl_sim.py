@@ -6,8 +6,8 @@ bridge test hw/tb/bridge.py) and talks to it over one TCP connection on 127.0.0.
 
 - this side listens on an ephemeral port and passes it to the child, which connects back;
 - ``submit`` sends one 64-byte inbound frame; the bridge drives it into the RTL, clocks until the
-  kernel is idle again (every outbound frame of that inbound frame has left: the RTL's timing
-  contract), and answers with a 2-byte little-endian count followed by that many 64-byte frames;
+  kernel's end-of-answer beat for it has left (``out_eor``: the RTL's output contract), and answers
+  with a 2-byte little-endian count followed by that many 64-byte frames;
 - ``close`` half-closes the connection; the bridge sees end-of-stream, ends its test, and the
   simulator exits. A child that does not exit in time is killed with its process group.
 
