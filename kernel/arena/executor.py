@@ -70,6 +70,8 @@ class LocalExecutor:
         return list(self._pool.map(_evaluate, specs, chunksize=chunk))
 
     def close(self) -> None:
+        if self._local is not None:
+            self._local.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 

@@ -67,6 +67,7 @@ class Organism:
     signals: int = 0
     active: bool = True
     retired: list[StrategyPlugin] = field(default_factory=list)
+    retiring: str = ""  # why it was taken out of trading (see `Retire`); "" while it trades
 
     @property
     def id(self) -> str:
@@ -277,14 +278,13 @@ class Engine:
         self.portfolio.mark_high_water()
         self.orders.configure(self.gate.config, len(self.organisms))
 
-    async def reconcile(self, venue_remembers: bool) -> list[str]:
+    async def reconcile(self) -> list[str]:
         """Orders the ledger holds open from an earlier run. The simulated venue does not survive a
-        restart, so its orders are closed as cancelled (and said so); returns their ids."""
+        restart, so its orders are closed as cancelled (and said so); returns their ids. (A live session
+        reconciles with its venue instead: `live.reconcile_with_venue`.)"""
         stale = await self.ledger.open_orders()
         closed = []
         for order in stale:
-            if venue_remembers:
-                continue
             await self.ledger.record_order_update(OrderUpdate(
                 order.client_order_id, "", order.symbol, "cancelled", ts_ns=self.now_ns,
                 reason="engine restarted: the simulated venue's book did not survive; order closed unfilled"))
@@ -330,13 +330,9 @@ class Engine:
         async for chunk in chunks():
             # Swaps happen here only, between chunks and before the strategies are asked: queued ones (a
             # deploy) now, recorded ones (a replay) where they were recorded, which is the same place.
-            await self._apply_queued_swaps()
+            await self._apply_queued()
             while chunk and isinstance(chunk[0], Swap | Retire):
-                head = chunk.pop(0)
-                if isinstance(head, Swap):
-                    await self._apply_recorded_swap(head)
-                elif isinstance(head, Retire):
-                    await self._retire(head)
+                await self._apply_recorded(chunk.pop(0))  # type: ignore[arg-type]
             market = [e for e in chunk if isinstance(e, MarketEvent)]
             signals = await self.strategy_signals(market)
             row = 0
@@ -349,11 +345,8 @@ class Engine:
                 if isinstance(item, SensorReading):
                     await self.on_reading(item.sensor_id, item.reading)
                     continue
-                if isinstance(item, Swap):  # not recorded mid-chunk by this engine; honoured all the same
-                    await self._apply_recorded_swap(item)
-                    continue
-                if isinstance(item, Retire):
-                    await self._retire(item)
+                if isinstance(item, Swap | Retire):  # not recorded mid-chunk by this engine; honoured all the same
+                    await self._apply_recorded(item)
                     continue
                 if speed > 0:
                     first_ts = item.ts_ns if first_ts is None else first_ts
@@ -395,32 +388,46 @@ class Engine:
         """Take `organism` out of trading at the next chunk (see `Retire`); `reason` goes to the ledger."""
         self._queued_retires.append(Retire(organism, reason))
 
-    async def _apply_queued_swaps(self) -> None:
+    async def _apply_queued(self) -> None:
+        """The swaps and retirements queued since the last chunk (a deploy, the arena), in that order."""
         queued, self._queued_swaps = self._queued_swaps, []
         for organism, instance in queued:
             await self._swap(organism, instance)
         retires, self._queued_retires = self._queued_retires, []
         for retire in retires:
             await self._retire(retire)
+        for org in self.organisms.values():
+            if org.retiring:  # a close the gate refused (its rate limit, say) is asked again, chunk by chunk
+                await self._wind_down(org, include_working=False)
 
     async def _retire(self, retire: Retire) -> None:
         org = self.organisms.get(retire.organism)
-        if org is None or not org.active:
+        if org is None or org.retiring:
             return
         if self.firehose is not None:
             self.firehose.append({"k": "control", "retire": org.id, "reason": retire.reason, "ts": self.now_ns})
         await self.ledger.audit("engine", "retire", {"organism": org.id, "reason": retire.reason})
         log.warning("organism %s stops trading: %s; its orders are cancelled and its positions closed",
                     org.id, retire.reason)
-        # A flat exposure is the strategy kernel's own way to cancel what works and close what is held.
-        held = {s for s, q in self.portfolio.positions.get(org.id, {}).items() if q}
-        working = {o.symbol for o in self.portfolio.open_orders.values() if o.organism == org.id}
-        for symbol in sorted(held | working):
-            await self._act(org, Signal(symbol, "exposure", 0.0, note=f"retired: {retire.reason}"), self.now_ns)
-        org.active = False
+        org.retiring, org.active = retire.reason, False
+        await self._wind_down(org, include_working=True)
         self.bus.publish("organism", {"id": org.id, "status": "retired", "reason": retire.reason})
 
-    async def _apply_recorded_swap(self, swap: Swap) -> None:
+    async def _wind_down(self, org: Organism, *, include_working: bool) -> None:
+        """Ask to close what a retired organism holds: a flat exposure, the strategy kernel's own way to cancel
+        what works and close what is held, through the gate. `include_working`: also on symbols where an order
+        still works (the first time); later only where nothing works, so a close in flight is left alone."""
+        held = {s for s, q in self.portfolio.positions.get(org.id, {}).items() if q}
+        working = {o.symbol for o in self.portfolio.open_orders.values() if o.organism == org.id}
+        for symbol in sorted(held | working if include_working else held - working):
+            await self._act(org, Signal(symbol, "exposure", 0.0, note=f"retired: {org.retiring}"), self.now_ns)
+
+    async def _apply_recorded(self, item: Swap | Retire) -> None:
+        """A swap or a retirement read from a recording, applied where it was recorded."""
+        if isinstance(item, Retire):
+            await self._retire(item)
+            return
+        swap = item
         org = self.organisms.get(swap.organism)
         if org is None or self.resolve_swap is None:
             log.error("recorded swap of %s to %s cannot be applied here", swap.organism, swap.sha256[:12])
@@ -431,7 +438,8 @@ class Engine:
         org = self.organisms[organism]
         old = org.strategy
         org.retired.append(old)
-        org.strategy, org.plugin_sha256, org.active = instance, instance.loaded.sha256, True
+        org.strategy, org.plugin_sha256 = instance, instance.loaded.sha256
+        org.active = not org.retiring  # a new instance revives a quarantined organism, never a retired one
         params = dict(instance.params)
         org.spec = org.spec.model_copy(update={"params": params})  # a later deploy swaps in with these
         if self.firehose is not None:  # with the parameters: a replay configures the same instance

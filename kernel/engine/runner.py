@@ -100,9 +100,9 @@ async def retire_defunded(session: TradingSession, home: Path) -> list[str]:
     """Queue the retirement of every arena organism the arena has stopped funding (an `allele arena review`
     or `arena run` in another process hibernated or defunded it); returns the organisms queued."""
     engine = session.engine
-    active = [o.id for o in engine.organisms.values() if o.active]
+    trading = [o.id for o in engine.organisms.values() if not o.retiring]  # a quarantined one too: it may hold
     try:
-        defunded = await asyncio.to_thread(arena_defunded, home, active)
+        defunded = await asyncio.to_thread(arena_defunded, home, trading)
     except sqlite3.Error as exc:  # the arena's tables busy or missing: look again next time
         log.debug("arena standing not readable now: %s", exc)
         return []

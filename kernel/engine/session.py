@@ -366,7 +366,7 @@ async def open_paper_session(home: Path, *, config: EngineConfig | None = None,
                      slots=cfg.order_kernel_slots, ttl_ns=ttl_ns, firehose=firehose, home=home, bus=bus,
                      batch_events=batch_events, sensors=feeds, order_kernel=cfg.order_kernel)
     engine.equity_interval_ns = int(cfg.equity_interval_s * 1e9)
-    closed = await engine.reconcile(venue_remembers=False)
+    closed = await engine.reconcile()
     await engine.open_books()
     return Session(engine, source.events, header, host, cfg.speed, firehose, closed)
 
